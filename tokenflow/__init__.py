@@ -1,0 +1,77 @@
+"""tokenflow: fetch OAuth 2.0 access tokens declaratively.
+
+::
+
+    import tokenflow
+    config = tokenflow.load_config("profiles/")
+    session = config.session("prod")
+    session.headers()   # {"Authorization": "Bearer ..."}
+
+Names are imported lazily (PEP 562): ``import tokenflow`` costs almost nothing, which keeps the
+CLI's cached-token path fast; the loader, urllib3 and jsonschema load when first used.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .engine import TokenSession
+    from .errors import (
+        ConfigError,
+        CredentialError,
+        PluginError,
+        ReauthenticationRequired,
+        StorageError,
+        TokenflowError,
+        TokenRequestError,
+        TransportError,
+    )
+    from .events import EventKind, TokenEvent
+    from .hookspecs import hookimpl
+    from .interfaces import PluginContext, TokenStore
+    from .loader import config_from_mapping, load_config
+    from .profile import Config, Profile
+    from .redact import Secret
+    from .tokens import Token
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_config": "loader",
+    "config_from_mapping": "loader",
+    "Config": "profile",
+    "Profile": "profile",
+    "TokenSession": "engine",
+    "Token": "tokens",
+    "Secret": "redact",
+    "TokenEvent": "events",
+    "EventKind": "events",
+    "hookimpl": "hookspecs",
+    "PluginContext": "interfaces",
+    "TokenStore": "interfaces",
+    "TokenflowError": "errors",
+    "ConfigError": "errors",
+    "CredentialError": "errors",
+    "TokenRequestError": "errors",
+    "ReauthenticationRequired": "errors",
+    "TransportError": "errors",
+    "StorageError": "errors",
+    "PluginError": "errors",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'tokenflow' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,31 @@
+"""The ``env`` secret source: ``{env: NAME}`` reads an environment variable."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ConfigError
+from ..hookspecs import hookimpl
+from ..interfaces import PluginContext
+from ..plugins import SourceRegistrar
+
+
+def resolve_env(options: Any, context: PluginContext) -> str:
+    value = os.environ.get(str(options))
+    if value is None:
+        raise ConfigError(
+            f"profile {context.profile!r}: environment variable {options} is not set"
+        )
+    return value
+
+
+@hookimpl
+def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
+    register(
+        "env",
+        resolve_env,
+        {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+         "description": "Name of the environment variable that holds the value."},
+        cache_key_safe=True,
+    )

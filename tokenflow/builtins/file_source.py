@@ -1,0 +1,45 @@
+"""The ``file`` secret source: ``{file: PATH}`` reads a file's first line.
+
+Relative paths are relative to the config file that names them. Trailing newlines are removed
+(files written by ``echo`` end with one); other whitespace is kept, since it may be part of a
+password.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, CredentialError
+from ..hookspecs import hookimpl
+from ..interfaces import PluginContext
+from ..plugins import SourceRegistrar
+
+
+def secret_file_path(options: Any, context: PluginContext) -> Path:
+    path = Path(str(options)).expanduser()
+    return path if path.is_absolute() else context.base_dir / path
+
+
+def resolve_file(options: Any, context: PluginContext) -> str:
+    path = secret_file_path(options, context)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"profile {context.profile!r}: secret file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialError(
+            f"profile {context.profile!r}: cannot read secret file {path}: {type(exc).__name__}"
+        ) from None
+    return text.splitlines()[0] if text else ""
+
+
+@hookimpl
+def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
+    register(
+        "file",
+        resolve_file,
+        {"type": "string", "minLength": 1,
+         "description": "Path of a file whose first line is the value (relative to the config)."},
+        cache_key_safe=True,
+    )

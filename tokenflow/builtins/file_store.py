@@ -1,0 +1,184 @@
+"""The ``file`` store (the default): one JSON file per cache key in the user cache directory.
+
+Plain JSON like the caches of aws-cli, gcloud and kubelogin (the ``keyring`` store is for those
+who want the OS to encrypt), protected the way ssh protects keys:
+
+* files are mode 0600 in 0700 directories, and a file writable by others or owned by another
+  user is refused rather than trusted;
+* writes are atomic (temporary file, fsync, rename, fsync of the directory), so a reader or a
+  crash sees the old token or the new one, never half of each;
+* a damaged entry is moved aside as ``<key>.json.corrupt-<UTC timestamp>``, reported once, and
+  treated as absent; other entries are untouched;
+* ``lock(key)`` is a :mod:`filelock` lock file beside the entry, serialising refreshes across
+  processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .. import cachefile
+from ..errors import StorageError
+from ..hookspecs import hookimpl
+from ..interfaces import PluginContext, TokenStore
+from ..plugins import StoreRegistrar
+from ..tokens import Token
+
+log = logging.getLogger("tokenflow.store.file")
+
+LOCK_TIMEOUT = 120.0  # seconds; a refresh holding the lock longer than this is stuck
+
+OPTIONS_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "path": {
+            "type": "string",
+            "description": "Directory for the token files (default: the user cache directory's "
+            "tokenflow/tokens). Relative paths are relative to the config file.",
+        },
+        "lock_timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Seconds to wait for another process's refresh (default 120).",
+        },
+    },
+}
+
+
+def token_dir(cache_dir: Path) -> Path:
+    """Where the file store keeps tokens by default (the CLI fast path looks here too)."""
+    return cache_dir / "tokens"
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create *path* (and parents) with mode 0700; tighten it if it exists looser."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        path.chmod(0o700)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write *data* to *path* so that readers and crashes see the old or the new content."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class FileStore:
+    """Token files under one directory; see the module docstring for the guarantees."""
+
+    def __init__(self, directory: Path, lock_timeout: float = LOCK_TIMEOUT) -> None:
+        self.directory = directory
+        self.lock_timeout = lock_timeout
+
+    def path(self, key: str) -> Path:
+        if not key or "/" in key or key.startswith("."):
+            raise StorageError(f"invalid cache key {key!r}")
+        return self.directory / f"{key}.json"
+
+    def load(self, key: str) -> Token | None:
+        path = self.path(key)
+        try:
+            data = cachefile.read(str(path))
+            return None if data is None else Token.from_dict(data)
+        except cachefile.UnsafeEntry as exc:
+            raise StorageError(str(exc)) from None
+        except (cachefile.CorruptEntry, ValueError) as exc:
+            self._quarantine(path, str(exc))
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            return  # another process moved it aside first and has reported it
+        except OSError as exc:
+            log.warning("cached token %s is damaged (%s) and cannot be moved: %s", path, reason, exc)
+            return
+        log.warning(
+            "cached token %s was damaged (%s); moved it to %s and will fetch a new token",
+            path, reason, aside.name,
+        )
+
+    def save(self, key: str, token: Token) -> None:
+        path = self.path(key)
+        try:
+            ensure_private_dir(self.directory)
+            write_atomic(path, cachefile.encode(token.to_dict()))
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {exc.strerror or exc}") from None
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        import filelock  # only refreshes need it; keeps the read path light
+
+        path = self.path(key)
+        try:
+            ensure_private_dir(self.directory)
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.directory}: {exc.strerror or exc}") from None
+        lock = filelock.FileLock(f"{path}.lock", timeout=self.lock_timeout, mode=0o600)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise StorageError(
+                f"another process has held the lock on {path.name} for over "
+                f"{self.lock_timeout:g}s; if none is running, delete {path}.lock"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def keys(self) -> list[str]:
+        """Cache keys present (for status and tests)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name[: -len(".json")] for p in self.directory.glob("*.json"))
+
+
+def file_store(options: Mapping[str, Any], context: PluginContext) -> TokenStore:
+    raw = options.get("path")
+    directory = token_dir(context.cache_dir)
+    if isinstance(raw, str):
+        directory = Path(raw).expanduser()
+        if not directory.is_absolute():
+            directory = context.base_dir / directory
+    return FileStore(directory, float(options.get("lock_timeout", LOCK_TIMEOUT)))
+
+
+@hookimpl
+def tokenflow_register_stores(register: StoreRegistrar) -> None:
+    register("file", file_store, OPTIONS_SCHEMA)

@@ -1,0 +1,47 @@
+"""The ``memory`` store: tokens live as long as the process. For services and tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from ..hookspecs import hookimpl
+from ..interfaces import PluginContext, TokenStore
+from ..plugins import StoreRegistrar
+from ..tokens import Token
+
+
+class MemoryStore:
+    """A dict behind a lock; ``lock(key)`` serialises refreshes within this process only."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, Token] = {}
+        self._guard = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+
+    def load(self, key: str) -> Token | None:
+        return self._tokens.get(key)
+
+    def save(self, key: str, token: Token) -> None:
+        self._tokens[key] = token
+
+    def delete(self, key: str) -> None:
+        self._tokens.pop(key, None)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with self._guard:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            yield
+
+
+def memory_store(options: Mapping[str, Any], context: PluginContext) -> TokenStore:
+    return MemoryStore()
+
+
+@hookimpl
+def tokenflow_register_stores(register: StoreRegistrar) -> None:
+    register("memory", memory_store, {"type": "object", "additionalProperties": False})

@@ -1,0 +1,450 @@
+"""The token life cycle: an explicit state machine with single flight.
+
+::
+
+    ABSENT ──grant──▶ FRESH ──time──▶ EXPIRING ──time──▶ EXPIRED
+                        ▲                 │                  │
+                        └──── refresh ────┴──────────────────┘
+                                  │ refused (invalid_grant / invalid_token)
+                                  ▼
+                       re-read the store (a sibling may have rotated), then grant again,
+                       or ReauthenticationRequired when the profile has no credentials
+
+A refresh that fails for a transient cause (network, 429, 5xx) while the token is still valid
+(EXPIRING) hands out the current token and emits ``stale_served``; it is retried a little later.
+
+Single flight: the hot path (a fresh token already in memory) takes no lock. Anything else takes
+the per-key lock of this process, then the store's ``lock(key)`` (across processes), and re-reads
+the store under it, because another process may have refreshed meanwhile. So any number of
+threads and processes asking at the moment of expiry cause one token request.
+
+The clock is injectable (``clock=``) and is the wall clock by default: a monotonic clock stops
+while a laptop sleeps, and tokens keep expiring meanwhile.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import (
+    ConfigError,
+    CredentialError,
+    ReauthenticationRequired,
+    TokenflowError,
+    TokenRequestError,
+    TransportError,
+)
+from .events import EventKind, TokenEvent
+from .interfaces import PluginContext, TokenStore
+from .plugins import PluginHost
+from .profile import Profile, SecretSpec
+from .redact import Secret
+from .tokens import Token, fingerprint, parse_token_response
+
+__all__ = [
+    "REFUSED_REFRESH_ERRORS",
+    "State",
+    "StatusReport",
+    "TokenSession",
+    "cache_key",
+    "classify",
+    "username_identity",
+]
+
+REFUSED_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token"})
+STALE_RETRY_INTERVAL = 5.0  # seconds between refresh attempts while serving a stale token
+
+Clock = Callable[[], float]
+
+
+class State(enum.Enum):
+    """Where a cached token stands in its life."""
+
+    ABSENT = "absent"
+    FRESH = "fresh"
+    EXPIRING = "expiring"  # inside the refresh margin: still valid, refresh now
+    EXPIRED = "expired"
+
+
+def classify(token: Token | None, now: float, margin: float) -> State:
+    """The state of *token* at *now* with a refresh *margin* (capped at half the lifetime)."""
+    if token is None:
+        return State.ABSENT
+    if now >= token.expires_at:
+        return State.EXPIRED
+    if now >= token.refresh_at(margin):
+        return State.EXPIRING
+    return State.FRESH
+
+
+# -- cache keys ---------------------------------------------------------------------------------
+def username_identity(
+    profile: Profile, plugins: PluginHost, resolve: Callable[[SecretSpec], str]
+) -> Any:
+    """The user's part of the cache key.
+
+    A literal, or the value of a cheap source (``env``, ``file``: ``cache_key_safe``), enters by
+    value, so two profiles naming one user share a token. For other sources (command, keyring,
+    prompt) the source spec stands in, so computing the key never runs a command or prompts.
+    """
+    spec = profile.username
+    if spec is None:
+        return None
+    if spec.kind == "literal":
+        return ["literal", spec.options.reveal()]
+    source = plugins.sources.get(spec.kind)
+    if source is not None and source.cache_key_safe:
+        return [spec.kind, resolve(spec)]
+    return [spec.kind, spec.options]
+
+
+def cache_key(profile: Profile, username: Any) -> str:
+    """What identifies a token: URL, client, grant, scope, extra params and the user.
+
+    Never the profile name (two profiles for one identity share a token) and never the
+    password. *username* is the user's identity from :func:`username_identity`.
+    """
+    import hashlib
+    import json
+
+    material = json.dumps(
+        [
+            profile.server.token_url,
+            profile.client.client_id,
+            profile.grant,
+            profile.scope,
+            sorted(profile.params.items()),
+            username,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+# -- per-key locks shared by every session of this process ---------------------------------------
+_key_locks_guard = threading.Lock()
+_key_locks: dict[str, threading.Lock] = {}
+
+
+def _key_lock(key: str) -> threading.Lock:
+    with _key_locks_guard:
+        lock = _key_locks.get(key)
+        if lock is None:
+            lock = _key_locks[key] = threading.Lock()
+        return lock
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What ``tokenflow status`` shows; no secrets, no network."""
+
+    profile: str
+    cache_key: str
+    store: str
+    state: State
+    expires_at: float | None
+    expires_in: float | None
+    fingerprint: str | None
+    has_refresh_token: bool
+    scope: str | None
+
+
+class TokenSession:
+    """Hands out fresh tokens for one profile; thread-safe; see the module docstring."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        plugins: PluginHost,
+        cache_dir: Path,
+        clock: Clock = time.time,
+        store: TokenStore | None = None,
+        interactive: bool | None = None,
+    ) -> None:
+        self.profile = profile
+        self._plugins = plugins
+        self._clock = clock
+        if interactive is None:
+            interactive = bool(sys.stdin and sys.stdin.isatty())
+        self._cache_dir = cache_dir
+        self._interactive = interactive
+        self._secrets: dict[str, str] = {}
+        self._dialect = plugins.dialect(profile.server.dialect)
+        identity = username_identity(profile, plugins, lambda spec: self._secret("username", spec))
+        self.cache_key = cache_key(profile, identity)
+        self._lock = _key_lock(self.cache_key)
+        if store is None:
+            entry = plugins.store(profile.store.name)
+            store = entry.factory(profile.store.options, self._context(profile.store.base_dir))
+        self.store = store
+        self._transport: Any = None
+        # (token, refresh_at): read without a lock on the hot path; replaced atomically
+        self._fresh: tuple[Token, float] | None = None
+
+    # -- the hot path --------------------------------------------------------------------------
+    def token(self) -> Token:
+        """A token that is fresh now: from memory, from the store, refreshed or fetched."""
+        fresh = self._fresh
+        if fresh is not None and self._clock() < fresh[1]:
+            return fresh[0]
+        return self._obtain(force=False)
+
+    def headers(self) -> dict[str, str]:
+        """``{"Authorization": "Bearer <token>"}`` for the current token."""
+        return {"Authorization": f"Bearer {self.token().access_token}"}
+
+    def force_refresh(self) -> Token:
+        """Get a new token now (refresh if possible, else grant), whatever the cached one's state."""
+        return self._obtain(force=True)
+
+    # -- the state machine ---------------------------------------------------------------------
+    def _remember(self, token: Token, until: float | None = None) -> Token:
+        refresh_at = token.refresh_at(self.profile.refresh_margin)
+        self._fresh = (token, refresh_at if until is None else min(until, token.expires_at))
+        return token
+
+    def _obtain(self, *, force: bool) -> Token:
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                if not force:
+                    fresh = self._fresh
+                    if fresh is not None and self._clock() < fresh[1]:
+                        return fresh[0]  # another thread did the work while we waited
+                    token = self.store.load(self.cache_key)
+                    if classify(token, self._clock(), self.profile.refresh_margin) is State.FRESH:
+                        assert token is not None
+                        self._emit(EventKind.CACHE_HIT, token, started)
+                        return self._remember(token)
+                with self.store.lock(self.cache_key):
+                    return self._obtain_locked(force, started)
+        except TokenflowError as exc:
+            self._emit(EventKind.FAILED, None, started, error=_error_code(exc))
+            raise
+
+    def _obtain_locked(self, force: bool, started: float) -> Token:
+        token = self.store.load(self.cache_key)  # another process may have refreshed
+        now = self._clock()
+        state = classify(token, now, self.profile.refresh_margin)
+        if state is State.FRESH and not force:
+            assert token is not None
+            self._emit(EventKind.CACHE_HIT, token, started)
+            return self._remember(token)
+        if token is not None and token.refresh_token:
+            try:
+                new = self._refresh(token)
+            except TokenRequestError as exc:
+                if exc.error not in REFUSED_REFRESH_ERRORS:
+                    raise
+                self._emit(EventKind.REFRESH_REJECTED, token, started, error=exc.error)
+                sibling = self.store.load(self.cache_key)
+                if (
+                    sibling is not None
+                    and sibling.refresh_token != token.refresh_token
+                    and classify(sibling, self._clock(), self.profile.refresh_margin) is State.FRESH
+                ):
+                    return self._remember(sibling)  # a sibling rotated it; use theirs
+                new = self._grant(reason=exc)
+                self._save(new, EventKind.REAUTHENTICATED, started)
+                return self._remember(new)
+            except TransportError as exc:
+                if exc.transient and state is State.EXPIRING and not force:
+                    assert token is not None
+                    self._emit(EventKind.STALE_SERVED, token, started, error=_error_code(exc),
+                               detail=str(exc))
+                    return self._remember(token, until=self._clock() + STALE_RETRY_INTERVAL)
+                raise
+            self._save(new, EventKind.REFRESHED, started)
+            return self._remember(new)
+        new = self._grant(reason=None)
+        self._save(new, EventKind.FETCHED, started)
+        return self._remember(new)
+
+    def _save(self, token: Token, kind: EventKind, started: float) -> None:
+        # saved before it is handed out: a rotated refresh token must never be lost
+        self.store.save(self.cache_key, token)
+        self._emit(kind, token, started)
+        self._emit(EventKind.STORED, token, started)
+
+    # -- requests ------------------------------------------------------------------------------
+    def _grant(self, reason: TokenRequestError | None) -> Token:
+        profile = self.profile
+        params: dict[str, str] = {"grant_type": profile.grant}
+        try:
+            if profile.grant == "password":
+                assert profile.username is not None and profile.password is not None
+                params["username"] = self._secret("username", profile.username)
+                params["password"] = self._secret("password", profile.password)
+        except CredentialError as exc:
+            if reason is not None:
+                raise ReauthenticationRequired(
+                    f"profile {profile.name!r}: the refresh token was refused ({reason.error}) and "
+                    f"the credentials to sign in again are not available: {exc}",
+                    error=reason.error, error_description=reason.error_description,
+                    status=reason.status,
+                ) from None
+            raise
+        if profile.scope:
+            params["scope"] = profile.scope
+        for name, value in profile.params.items():
+            params.setdefault(name, value)
+        return self._request(params, previous_refresh_token=None)
+
+    def _refresh(self, token: Token) -> Token:
+        assert token.refresh_token is not None
+        params = {"grant_type": "refresh_token", "refresh_token": token.refresh_token}
+        return self._request(params, previous_refresh_token=token.refresh_token)
+
+    def _client_secret(self) -> str | None:
+        spec = self.profile.client.client_secret
+        return None if spec is None else self._secret("client_secret", spec)
+
+    def _request(self, params: dict[str, str], previous_refresh_token: str | None) -> Token:
+        server = self.profile.server
+        request = self._dialect.token_request(
+            server.token_url, params, self.profile.client.client_id, self._client_secret(),
+            server.client_auth,
+        )
+        sent_at = self._clock()
+        response = self._get_transport().send(request, on_retry=self._on_retry)
+        return parse_token_response(
+            response.status,
+            response.body,
+            now=sent_at,
+            default_lifetime=self.profile.default_lifetime,
+            content_type=response.headers.get("content-type", ""),
+            date_header=response.headers.get("date"),
+            previous_refresh_token=previous_refresh_token,
+        )
+
+    def _on_retry(self, why: str) -> None:
+        self._emit(EventKind.RETRIED, None, time.perf_counter(), detail=why)
+
+    def _get_transport(self) -> Any:
+        if self._transport is None:
+            from .transport import Transport  # urllib3 is loaded only when a request is needed
+
+            self._transport = Transport(self.profile.server)
+        return self._transport
+
+    # -- secrets -------------------------------------------------------------------------------
+    def _context(self, base_dir: Path) -> PluginContext:
+        return PluginContext(self.profile.name, base_dir, self._cache_dir, self._interactive)
+
+    def _secret(self, name: str, spec: SecretSpec) -> str:
+        """Resolve a secret once per session (a command or prompt runs once, not per refresh)."""
+        value = self._secrets.get(name)
+        if value is None:
+            if spec.kind == "literal":
+                secret: Secret = spec.options
+                value = secret.reveal()
+            else:
+                resolver = self._plugins.source(spec.kind).resolver
+                value = resolver(spec.options, self._context(spec.base_dir))
+                if not isinstance(value, str):
+                    raise CredentialError(f"secret source {spec.kind!r} returned no string")
+                Secret(value)  # remembered, so scrubbing finds it anywhere
+            self._secrets[name] = value
+        return value
+
+    # -- management ----------------------------------------------------------------------------
+    def status(self) -> StatusReport:
+        """The cached token's state, without contacting the server."""
+        token = self.store.load(self.cache_key)
+        now = self._clock()
+        return StatusReport(
+            profile=self.profile.name,
+            cache_key=self.cache_key,
+            store=self.profile.store.name,
+            state=classify(token, now, self.profile.refresh_margin),
+            expires_at=token.expires_at if token else None,
+            expires_in=token.expires_in(now) if token else None,
+            fingerprint=token.fingerprint if token else None,
+            has_refresh_token=bool(token and token.refresh_token),
+            scope=token.scope if token else None,
+        )
+
+    def logout(self, revoke: bool = False) -> bool:
+        """Forget the cached token; with *revoke*, ask the server to revoke it first.
+
+        Returns whether a token was cached. The local copy is removed even if revocation fails
+        (the error is raised afterwards), so logging out always logs out.
+        """
+        started = time.perf_counter()
+        with self._lock, self.store.lock(self.cache_key):
+            token = self.store.load(self.cache_key)
+            failure: TokenflowError | None = None
+            if revoke and token is not None:
+                try:
+                    self._revoke(token, started)
+                except TokenflowError as exc:
+                    failure = exc
+            self.store.delete(self.cache_key)
+            self._fresh = None
+            if token is not None:
+                self._emit(EventKind.DELETED, token, started)
+            if failure is not None:
+                raise failure
+            return token is not None
+
+    def _revoke(self, token: Token, started: float) -> None:
+        server = self.profile.server
+        if not server.revoke_url:
+            raise ConfigError(f"server {server.name!r} has no revoke_url; cannot revoke")
+        request = self._dialect.revoke_request(
+            server.revoke_url, token, self.profile.client.client_id, self._client_secret(),
+            server.client_auth,
+        )
+        response = self._get_transport().send(request)
+        if not 200 <= response.status < 300:
+            from .tokens import parse_error_response
+
+            error = parse_error_response(response.status, response.body,
+                                         response.headers.get("content-type", ""))
+            error.args = (f"revocation refused: {error}",)
+            raise error
+        self._emit(EventKind.REVOKED, token, started)
+
+    def close(self) -> None:
+        """Close the connection pool (the session stays usable; a new pool opens on demand)."""
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- events --------------------------------------------------------------------------------
+    def _emit(
+        self,
+        kind: EventKind,
+        token: Token | None,
+        started: float,
+        *,
+        error: str | None = None,
+        detail: str = "",
+    ) -> None:
+        if not self._plugins.has_observers:
+            return
+        self._plugins.emit(TokenEvent(
+            kind=kind,
+            profile=self.profile.name,
+            cache_key=self.cache_key,
+            fingerprint=fingerprint(token.access_token) if token is not None else None,
+            duration=time.perf_counter() - started,
+            error=error,
+            detail=detail,
+        ))
+
+    def __repr__(self) -> str:
+        return f"TokenSession(profile={self.profile.name!r}, cache_key={self.cache_key!r})"
+
+
+def _error_code(exc: BaseException) -> str:
+    error = getattr(exc, "error", None)
+    return error if isinstance(error, str) else type(exc).__name__

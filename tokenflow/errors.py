@@ -1,0 +1,139 @@
+"""The exceptions tokenflow raises, one tree under :class:`TokenflowError`.
+
+::
+
+    TokenflowError                     every error tokenflow raises on purpose
+    ├── ConfigError                    bad profile file, unknown profile, unset ${VAR} (CLI exit 2)
+    ├── CredentialError                a secret source failed: command exit, no keyring (exit 1)
+    ├── TokenRequestError              the server refused: RFC 6749 section 5.2 (exit 1)
+    │   └── ReauthenticationRequired   refresh refused and no credentials to grant again
+    ├── TransportError                 network, TLS, timeout, unusable response (exit 1)
+    ├── StorageError                   the token store failed (exit 1)
+    └── PluginError                    a plugin could not be loaded or misbehaved (exit 2)
+
+Every message is written to be shown to a user as one line and never carries a secret: the
+server's ``error_description`` is scrubbed of the tokens it may repeat, and response excerpts are
+truncated and scrubbed the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "CredentialError",
+    "PluginError",
+    "ReauthenticationRequired",
+    "StorageError",
+    "TokenRequestError",
+    "TokenflowError",
+    "TransportError",
+]
+
+
+class TokenflowError(Exception):
+    """Root of every error tokenflow raises on purpose.
+
+    ``exit_code`` is what the CLI exits with when this error stops it.
+    """
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file, located as precisely as the source allows.
+
+    ``line`` and ``column`` are 1-based; 0 means unknown (for example a problem with the whole
+    file, or a value that came from a mapping rather than a file).
+    """
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where = f"{where}:{self.line}:{self.column}"
+        if self.path:
+            return f"{where}: {self.path}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+class ConfigError(TokenflowError):
+    """The configuration cannot be used; ``issues`` lists every problem found at once."""
+
+    exit_code = 2
+
+    def __init__(self, issues: list[ConfigIssue] | str) -> None:
+        if isinstance(issues, str):
+            issues = [ConfigIssue("", 0, 0, "", issues)]
+        self.issues: list[ConfigIssue] = list(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+    @property
+    def first_line(self) -> str:
+        """The first problem, with a count of the others: what a one-line CLI error shows."""
+        first = str(self.issues[0]) if self.issues else "invalid configuration"
+        more = len(self.issues) - 1
+        return f"{first} (and {more} more)" if more > 0 else first
+
+
+class CredentialError(TokenflowError):
+    """A secret source could not produce its value (command failed, no keyring, no TTY...)."""
+
+
+class TokenRequestError(TokenflowError):
+    """The token server answered with an error (RFC 6749 section 5.2) or an unusable body.
+
+    ``error`` and ``error_description`` are the server's fields (scrubbed of any token the
+    server repeats), ``status`` the HTTP status, ``body_excerpt`` a short, scrubbed excerpt of
+    the body for the cases where the server did not answer with OAuth JSON at all.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        error_description: str | None = None,
+        status: int | None = None,
+        body_excerpt: str = "",
+    ) -> None:
+        self.error = error
+        self.error_description = error_description
+        self.status = status
+        self.body_excerpt = body_excerpt
+        super().__init__(message)
+
+
+class ReauthenticationRequired(TokenRequestError):
+    """The refresh token was refused and the profile has no credentials to run its grant."""
+
+
+class TransportError(TokenflowError):
+    """The request could not be completed: DNS, connect, TLS, timeout, or retries spent.
+
+    ``transient`` tells the engine whether trying later could succeed, which decides whether a
+    still-valid token may be handed out instead of failing.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True, status: int | None = None) -> None:
+        self.transient = transient
+        self.status = status
+        super().__init__(message)
+
+
+class StorageError(TokenflowError):
+    """The token store could not read or write (permissions, unsafe file, backend missing)."""
+
+
+class PluginError(TokenflowError):
+    """A plugin could not be loaded, or implements a hook tokenflow does not know."""
+
+    exit_code = 2

@@ -1,0 +1,235 @@
+"""The CLI's cached-token fast path: ``tokenflow token PROFILE`` in a few milliseconds.
+
+A cache hit must not pay for PyYAML, jsonschema, urllib3, pluggy or the entry-point scan
+(together ten times the cost of the hit itself). So the full path, after it has loaded and
+validated a config, *compiles* it into a small JSON index beside the token cache: for each
+profile its cache key, token file and refresh margin. The fast path reads that index, proves it
+still describes the world, reads the token file and prints the token. Anything unusual (a stale
+index, another store, an expiring token, an unknown flag, an event observer from a third-party
+plugin that must see the cache hit) returns ``None`` and the full path takes over; the fast path
+never fails where the full path would have succeeded.
+
+The index is valid only while everything it was computed from is unchanged:
+
+* the config files (their list, and each file's SHA-256: content, not mtime);
+* the environment variables the config reads (``${VAR}``, ``{env: NAME}`` usernames), by hash;
+* secret files a username is read from, by hash;
+* the installed plugins (``sys.path`` directories' mtimes change when packages are installed)
+  and ``$TOKENFLOW_PLUGINS`` / ``$TOKENFLOW_DISABLE_PLUGINS``;
+* tokenflow's version.
+
+It is keyed by the hash of the config source list, written atomically (temporary file and
+rename), so concurrent writers are safe: the last complete write wins.
+
+Only ``os``, ``sys``, ``json``, ``hashlib`` and ``time`` are imported at module level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+from . import cachefile, locations, output
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .profile import Config
+
+INDEX_FORMAT = 1
+_PLUGIN_ENV = ("TOKENFLOW_PLUGINS", "TOKENFLOW_DISABLE_PLUGINS")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_hash(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return _sha256(handle.read())
+    except OSError:
+        return None
+
+
+def _env_hash(name: str) -> str | None:
+    value = os.environ.get(name)
+    return None if value is None else _sha256(value.encode("utf-8", "surrogateescape"))
+
+
+def _plugin_environment() -> list[Any]:
+    """What decides which plugins exist: ``sys.path`` and its directories' mtimes."""
+    marks: list[Any] = []
+    for entry in sys.path:
+        try:
+            marks.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            marks.append([entry, None])
+    return marks
+
+
+def index_path(cache_dir: str, sources: Sequence[str]) -> str:
+    """Where the index of a config source list lives."""
+    key = _sha256("\0".join(os.path.abspath(s) for s in sources).encode())[:24]
+    return os.path.join(cache_dir, "index", f"{key}.json")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# -- reading (the fast path itself) --------------------------------------------------------------
+def _index_is_current(index: dict[str, Any], files: list[str]) -> bool:
+    if index.get("format") != INDEX_FORMAT or index.get("version") != _version():
+        return False
+    if index.get("files") != [os.path.abspath(f) for f in files]:
+        return False
+    for path, digest in index.get("hashes", {}).items():
+        if _file_hash(path) != digest:
+            return False
+    for name, digest in index.get("env", {}).items():
+        if _env_hash(name) != digest:
+            return False
+    return index.get("plugins") == _plugin_environment()
+
+
+def _parse_args(argv: Sequence[str]) -> tuple[str | None, str, list[str]] | None:
+    """``token [PROFILE] [--format F] [-c PATH]...``; ``None`` for anything else."""
+    if not argv or argv[0] != "token":
+        return None
+    profile: str | None = None
+    fmt = "raw"
+    configs: list[str] = []
+    args = list(argv[1:])
+    while args:
+        arg = args.pop(0)
+        if arg in ("--format", "-f", "-c", "--config"):
+            if not args:
+                return None
+            value = args.pop(0)
+            if arg in ("--format", "-f"):
+                fmt = value
+            else:
+                configs.append(value)
+        elif arg.startswith("--format="):
+            fmt = arg.partition("=")[2]
+        elif arg.startswith("--config="):
+            configs.append(arg.partition("=")[2])
+        elif arg.startswith("-") or profile is not None:
+            return None  # --force-refresh, -v, --help, extra words: the full CLI decides
+        else:
+            profile = arg
+    if fmt not in output.FORMATS:
+        return None
+    return profile, fmt, configs
+
+
+def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | None:
+    """The text ``tokenflow token`` would print, if it can be had from cache cheaply."""
+    parsed = _parse_args(argv)
+    if parsed is None:
+        return None
+    profile, fmt, configs = parsed
+    sources = locations.config_sources(configs)
+    if not sources:
+        return None
+    try:
+        with open(index_path(locations.cache_dir(), sources), "rb") as handle:
+            index = json.loads(handle.read())
+        if not _index_is_current(index, locations.config_files(sources)):
+            return None
+        name = profile or os.environ.get("TOKENFLOW_PROFILE") or index.get("only_profile")
+        entry = index["profiles"].get(name) if name else None
+        if not entry or not entry.get("token_path"):
+            return None
+        token = cachefile.read(entry["token_path"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # missing, damaged or unsafe: the full path reports what is wrong
+    if token is None:
+        return None
+    now = time.time() if now is None else now
+    try:
+        expires_at = float(token["expires_at"])
+        obtained_at = float(token.get("obtained_at", expires_at))
+        access = token["access_token"]
+        margin = min(float(entry["margin"]), max(expires_at - obtained_at, 0.0) / 2)
+        if not isinstance(access, str) or now >= expires_at - margin:
+            return None
+        return output.render(fmt, access, str(token.get("token_type", "Bearer")), expires_at,
+                             token.get("scope"), now)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# -- writing (called by the full path after it loaded the config) --------------------------------
+def write_index(config: Config, sources: Sequence[str]) -> None:
+    """Compile *config* into the index the fast path reads. Never raises: it is an optimisation."""
+    try:
+        _write_index(config, sources)
+    except Exception as exc:  # a read-only cache or odd profile must not fail the command
+        import logging
+
+        logging.getLogger("tokenflow.fastpath").debug("index not written: %s", type(exc).__name__)
+
+
+def _write_index(config: Config, sources: Sequence[str]) -> None:
+    from pathlib import Path
+
+    from .builtins.file_store import FileStore, ensure_private_dir, write_atomic
+    from .engine import cache_key, username_identity
+    from .errors import TokenflowError
+    from .interfaces import PluginContext
+    from .plugins import BUILTIN_PLUGINS
+
+    host = config.plugins
+    if any(p not in BUILTIN_PLUGINS for p in host.observer_plugins()):
+        return  # a third-party tokenflow_event must see every cache hit: no fast path
+    files = [os.path.abspath(f) for f in locations.config_files(sources)]
+    hashes = {path: _file_hash(path) for path in files}
+    env_names = set(config.env_used) | set(_PLUGIN_ENV)
+    profiles: dict[str, Any] = {}
+    for name, profile in config.profiles.items():
+        if profile.store.name != "file":
+            continue
+
+        def context(base_dir: Path, name: str = name) -> PluginContext:
+            return PluginContext(name, base_dir, config.cache_dir)
+
+        spec = profile.username
+        if spec is not None and spec.kind == "env":
+            env_names.add(str(spec.options))
+        elif spec is not None and spec.kind == "file":
+            from .builtins.file_source import secret_file_path
+
+            path = str(secret_file_path(spec.options, context(spec.base_dir)))
+            hashes[path] = _file_hash(path)
+        try:
+            identity = username_identity(
+                profile, host, lambda s: host.source(s.kind).resolver(s.options, context(s.base_dir))
+            )
+            store = host.store("file").factory(profile.store.options, context(profile.store.base_dir))
+        except TokenflowError:
+            continue  # an unset variable: the full path will say so when this profile is used
+        if isinstance(store, FileStore):
+            token_path = str(store.path(cache_key(profile, identity)))
+            profiles[name] = {"token_path": token_path, "margin": profile.refresh_margin}
+    index = {
+        "format": INDEX_FORMAT,
+        "version": _version(),
+        "files": files,
+        "hashes": hashes,
+        "env": {n: _env_hash(n) for n in sorted(env_names)},
+        "plugins": _plugin_environment(),
+        "only_profile": next(iter(config.profiles)) if len(config.profiles) == 1 else None,
+        "profiles": profiles,
+    }
+    target = Path(index_path(str(config.cache_dir), sources))
+    ensure_private_dir(target.parent)
+    write_atomic(target, json.dumps(index, sort_keys=True).encode())

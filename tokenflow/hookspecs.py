@@ -1,0 +1,80 @@
+"""The hooks a tokenflow plugin can implement (pluggy project name ``tokenflow``).
+
+A plugin is a module or object with functions decorated by :data:`tokenflow.hookimpl` and named
+after these specs. It is found through the ``tokenflow`` entry-point group, or named in
+``$TOKENFLOW_PLUGINS``. The built-in stores, secret sources, dialects and the logging sink are
+plugins too (``tokenflow.builtins``), registered through exactly these hooks.
+
+Registration hooks are called once, when a :class:`~tokenflow.plugins.PluginHost` is built; the
+objects they register are then called from any thread, so they must be thread-safe.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .events import TokenEvent
+    from .plugins import DialectRegistrar, SourceRegistrar, StoreRegistrar
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("tokenflow")
+hookimpl = pluggy.HookimplMarker("tokenflow")
+
+
+@hookspec
+def tokenflow_register_stores(register: StoreRegistrar) -> None:
+    """Register token stores.
+
+    :param register: call ``register(name, factory, options_schema=None)`` once per store.
+        ``factory(options, context)`` returns an object with ``load(key)``, ``save(key, token)``,
+        ``delete(key)`` and ``lock(key)`` (see :class:`tokenflow.interfaces.TokenStore`); it is
+        called once per session and may raise :class:`~tokenflow.errors.StorageError` (for example
+        a missing optional dependency) with a message that tells the user what to install.
+        ``options`` is the mapping written in ``store: {NAME: OPTIONS}`` (empty for ``store: NAME``)
+        after validation against ``options_schema`` (a JSON Schema dict). ``lock(key)`` must
+        serialise refreshes of one key across every process (or host) that shares the store;
+        ``load`` must treat damaged data as absent rather than raise. Registering a name twice is
+        an error naming both plugins.
+    """
+
+
+@hookspec
+def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
+    """Register secret sources (where passwords, usernames and client secrets come from).
+
+    :param register: call ``register(name, resolver, options_schema=None, cache_key_safe=False)``.
+        A profile uses the source as ``{NAME: OPTIONS}``; ``resolver(options, context) -> str`` gets
+        OPTIONS exactly as written (after ``${VAR}`` expansion), validated against
+        ``options_schema``. It is called when the value is needed (lazily, at most once per
+        session) from any thread; raise :class:`~tokenflow.errors.CredentialError` when the value
+        cannot be had (never include the value in the message), or
+        :class:`~tokenflow.errors.ConfigError` when the options are wrong. ``cache_key_safe=True``
+        says the value is cheap and side-effect free, so a username from this source may enter
+        the cache key by value; otherwise the source spec itself is used.
+    """
+
+
+@hookspec
+def tokenflow_register_dialects(register: DialectRegistrar) -> None:
+    """Register request dialects (how a family of servers wants token requests shaped).
+
+    :param register: call ``register(name, dialect)`` with an object implementing
+        :class:`tokenflow.interfaces.Dialect`. Dialects must be stateless (shared by threads).
+    """
+
+
+@hookspec
+def tokenflow_event(event: TokenEvent) -> None:
+    """Observe what the engine does: fetches, cache hits, refreshes, failures.
+
+    :param event: a frozen :class:`~tokenflow.events.TokenEvent`; it carries no secret.
+
+    Called synchronously on the thread that caused the event, possibly from several threads at
+    once: be quick and thread-safe (hand work to a queue for anything slow). An exception raised
+    here is reported on the ``tokenflow.plugins`` logger and never breaks the token flow. The hot
+    path (a fresh token already in memory) emits no event.
+    """

@@ -1,0 +1,57 @@
+"""How ``tokenflow token`` prints a token, shared by the fast path and the full CLI.
+
+Standard library only, and no ``datetime`` or ``shlex`` (import time matters on the fast path).
+The refresh token is never printed in any format.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+FORMATS = ("raw", "json", "header", "env", "exec-credential")
+
+
+def iso_utc(epoch: float) -> str:
+    """``2026-11-28T08:33:37Z``: ISO 8601 / RFC 3339 in UTC, whole seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def shell_quote(value: str) -> str:
+    """Quote *value* for POSIX shells (single quotes; embedded quotes closed and escaped)."""
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def render(
+    fmt: str,
+    access_token: str,
+    token_type: str,
+    expires_at: float,
+    scope: str | None,
+    now: float,
+) -> str:
+    """The text to print for *fmt* (one of :data:`FORMATS`), with a trailing newline."""
+    if fmt == "raw":
+        return access_token + "\n"
+    if fmt == "header":
+        return f"Authorization: Bearer {access_token}\n"
+    if fmt == "json":
+        return json.dumps({
+            "access_token": access_token,
+            "token_type": token_type,
+            "expires_at": iso_utc(expires_at),
+            "expires_in": max(0, int(expires_at - now)),
+            "scope": scope,
+        }) + "\n"
+    if fmt == "env":
+        return (
+            f"export TOKENFLOW_ACCESS_TOKEN={shell_quote(access_token)}\n"
+            f"export TOKENFLOW_EXPIRES_AT={shell_quote(iso_utc(expires_at))}\n"
+        )
+    if fmt == "exec-credential":
+        return json.dumps({
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "kind": "ExecCredential",
+            "status": {"token": access_token, "expirationTimestamp": iso_utc(expires_at)},
+        }) + "\n"
+    raise ValueError(f"unknown format {fmt!r}")

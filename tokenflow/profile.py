@@ -1,0 +1,168 @@
+"""The validated, immutable configuration model: servers, clients, profiles, and the Config.
+
+Instances are built only by :mod:`tokenflow.loader`, which guarantees that every reference
+resolves and every required key is present, so code using them never re-checks.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .engine import TokenSession
+    from .plugins import PluginHost
+
+__all__ = ["ClientSpec", "Config", "Profile", "SecretSpec", "ServerSpec", "StoreSpec"]
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 2
+DEFAULT_REFRESH_MARGIN = 60.0
+DEFAULT_LIFETIME = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSpec:
+    """Where a secret value comes from: a literal (``kind == "literal"``) or a source.
+
+    ``options`` is the literal value itself (as a :class:`~tokenflow.redact.Secret`) or the
+    source's options exactly as written after ``${VAR}`` expansion. ``base_dir`` is the directory
+    of the file that defined it, for relative paths. ``repr`` never shows a literal's value.
+    """
+
+    kind: str
+    options: Any = field(repr=False)
+    base_dir: Path
+    where: str = ""
+
+    def describe(self) -> str:
+        """A safe description for status output: the source, never a literal value."""
+        return "literal" if self.kind == "literal" else f"{self.kind} source"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    """``store: NAME`` or ``store: {NAME: OPTIONS}``."""
+
+    name: str
+    options: Mapping[str, Any]
+    base_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """A token server and how to talk to it."""
+
+    name: str
+    token_url: str
+    dialect: str = "rfc6749"
+    client_auth: str = "basic"
+    revoke_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    verify: bool | str = True  # a str is an absolute path to a CA bundle
+    allow_insecure_http: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSpec:
+    """An OAuth client; ``client_secret`` is ``None`` for a public client."""
+
+    name: str
+    client_id: str
+    client_secret: SecretSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One environment: a server, a client, a grant and the user's credentials."""
+
+    name: str
+    server: ServerSpec
+    client: ClientSpec
+    grant: str
+    username: SecretSpec | None = None
+    password: SecretSpec | None = None
+    scope: str | None = None
+    store: StoreSpec = field(default_factory=lambda: StoreSpec("file", {}, Path.cwd()))
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN
+    default_lifetime: float = DEFAULT_LIFETIME
+    params: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    where: str = ""  # FILE:LINE where the profile is defined
+    extends: tuple[str, ...] = ()  # the chain of parents, nearest first
+
+
+@dataclass(eq=False)
+class Config:
+    """A loaded, validated configuration: what :func:`tokenflow.load_config` returns.
+
+    Sessions are created on demand and reused, so every caller in a process shares one token
+    (and one connection pool) per profile.
+    """
+
+    profiles: Mapping[str, Profile]
+    abstract_profiles: frozenset[str]
+    servers: Mapping[str, ServerSpec]
+    clients: Mapping[str, ClientSpec]
+    files: tuple[Path, ...]
+    plugins: PluginHost
+    cache_dir: Path
+    env_used: frozenset[str] = frozenset()
+    _sessions: dict[str, TokenSession] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def default_profile_name(self) -> str:
+        """``$TOKENFLOW_PROFILE``, else the only profile, else a ConfigError listing them."""
+        wanted = os.environ.get("TOKENFLOW_PROFILE")
+        if wanted:
+            return wanted
+        if len(self.profiles) == 1:
+            return next(iter(self.profiles))
+        names = ", ".join(sorted(self.profiles)) or "none"
+        raise ConfigError(f"no profile given and $TOKENFLOW_PROFILE is not set; profiles: {names}")
+
+    def profile(self, name: str | None = None) -> Profile:
+        """The profile called *name* (default: :meth:`default_profile_name`)."""
+        name = name or self.default_profile_name()
+        try:
+            return self.profiles[name]
+        except KeyError:
+            if name in self.abstract_profiles:
+                raise ConfigError(
+                    f"profile {name!r} is abstract (a base for others) and cannot be used"
+                ) from None
+            names = ", ".join(sorted(self.profiles)) or "none"
+            raise ConfigError(f"unknown profile {name!r}; profiles: {names}") from None
+
+    def session(self, name: str | None = None, **options: Any) -> TokenSession:
+        """The thread-safe :class:`~tokenflow.engine.TokenSession` of a profile.
+
+        Without *options* the session is cached and shared; with options (for example
+        ``clock=`` or ``store=`` in tests) a new, private session is built.
+        """
+        from .engine import TokenSession
+
+        profile = self.profile(name)
+        if options:
+            return TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir, **options)
+        with self._lock:
+            session = self._sessions.get(profile.name)
+            if session is None:
+                session = TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir)
+                self._sessions[profile.name] = session
+            return session
+
+    def close(self) -> None:
+        """Close every session's connection pool."""
+        with self._lock:
+            for session in self._sessions.values():
+                session.close()
+            self._sessions.clear()

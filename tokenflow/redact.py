@@ -1,0 +1,154 @@
+"""Keep secrets out of everything a human or a log collector can see.
+
+Three layers, because each catches what the others cannot:
+
+* :class:`Secret` holds a password, client secret or token; its ``repr``/``str`` are masked, so a
+  secret that ends up in an f-string, a dataclass repr or a traceback's locals shows ``***``.
+* :func:`scrub` removes secrets from free text by *shape* (``password=...`` in query strings and
+  form bodies, ``Authorization:`` headers, JSON token fields) and by *value* (every secret value
+  this process has seen is remembered and replaced wherever it appears, whatever the shape).
+* :class:`ScrubbingFilter` applies :func:`scrub` to log records. :func:`install_log_filters`
+  attaches it to the ``tokenflow`` and ``urllib3`` loggers, because urllib3 logs the full request
+  URL at DEBUG and Team Server carries the password in that URL's query string.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Final
+
+__all__ = [
+    "MASK",
+    "ScrubbingFilter",
+    "Secret",
+    "install_log_filters",
+    "remember_secret",
+    "scrub",
+]
+
+MASK: Final = "***"
+
+_SECRET_NAMES = (
+    r"password|passwd|client_secret|secret|refresh_token|access_token|id_token|token|"
+    r"assertion|code_verifier|api_key|apikey"
+)
+# key=value in query strings and form bodies (also key: value, key="value")
+_KV_RE: Final = re.compile(
+    rf"(?i)(?P<key>\b(?:{_SECRET_NAMES})\b)(?P<sep>\s*[=:]\s*)(?P<q>[\"']?)(?P<val>[^&\s\"',;)}}\]]+)"
+)
+# JSON: "key": "value"
+_JSON_RE: Final = re.compile(
+    rf"(?i)(?P<key>\"(?:{_SECRET_NAMES})\"\s*:\s*\")(?P<val>[^\"]*)(?P<end>\")"
+)
+# Authorization / Proxy-Authorization headers, in any case, and bare "Bearer xyz" / "Basic xyz"
+_AUTH_RE: Final = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<sp>\s+)(?P<val>[A-Za-z0-9._~+/=-]+)")
+# Team Server revocation puts the access token in the path: /api/revoketoken/<token>
+_REVOKE_PATH_RE: Final = re.compile(r"(?i)(?P<key>/revoketoken/)(?P<val>[^/?\s\"']+)")
+
+_MIN_REMEMBERED = 4  # shorter values would scrub ordinary words out of messages
+
+_known_lock = threading.Lock()
+_known: set[str] = set()
+_known_pattern: re.Pattern[str] | None = None
+
+
+def remember_secret(value: str) -> None:
+    """Add *value* to the secrets :func:`scrub` replaces wherever they appear."""
+    global _known_pattern
+    if len(value) < _MIN_REMEMBERED or value in _known:
+        return
+    with _known_lock:
+        _known.add(value)
+        # longest first so a secret that contains another is replaced whole
+        alternatives = sorted(_known, key=len, reverse=True)
+        _known_pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+    # the URL-encoded form appears in query strings and form bodies
+    from urllib.parse import quote, quote_plus
+
+    for encoded in {quote(value, safe=""), quote_plus(value)}:
+        if encoded != value:
+            remember_secret(encoded)
+
+
+def scrub(text: str) -> str:
+    """Return *text* with every recognisable secret replaced by ``***``."""
+    pattern = _known_pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    text = _KV_RE.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
+    text = _JSON_RE.sub(lambda m: f"{m['key']}{MASK}{m['end']}", text)
+    text = _AUTH_RE.sub(lambda m: f"{m['scheme']}{m['sp']}{MASK}", text)
+    return _REVOKE_PATH_RE.sub(lambda m: f"{m['key']}{MASK}", text)
+
+
+class Secret:
+    """A string that must never be shown: ``repr`` and ``str`` print ``***``.
+
+    Call :meth:`reveal` at the one place the value is really needed (building a request).
+    Creating a Secret remembers its value so :func:`scrub` can remove it from any text.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        remember_secret(value)
+
+    def reveal(self) -> str:
+        """The secret value itself; keep it out of messages."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
+        return (Secret, (self._value,))
+
+
+class ScrubbingFilter(logging.Filter):
+    """Rewrite a record's message with :func:`scrub` before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken %-format: keep the record, drop its arguments
+            message = str(record.msg)
+        cleaned = scrub(message)
+        if cleaned != message or record.args:
+            record.msg = cleaned
+            record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # the handler formats the traceback later; pre-render it scrubbed
+            formatter = logging.Formatter()
+            record.exc_text = scrub(formatter.formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+_FILTER: Final = ScrubbingFilter()
+_installed: set[str] = set()
+
+
+def install_log_filters() -> None:
+    """Attach the scrubbing filter to tokenflow's and urllib3's loggers (idempotent).
+
+    A logger's filters only see records logged *to that logger*, not to its children, so the
+    filter goes on every ``urllib3.*`` logger that exists once urllib3 has been imported.
+    """
+    names = ["tokenflow", "urllib3", "http.client"]
+    names += [n for n in logging.root.manager.loggerDict if n.startswith(("urllib3.", "tokenflow."))]
+    for name in names:
+        if name not in _installed:
+            logging.getLogger(name).addFilter(_FILTER)
+            _installed.add(name)

@@ -1,0 +1,50 @@
+"""Test support: an embedded OAuth 2.0 token server and its pytest plugin.
+
+Shipped inside the package (not only in the project's tests) so the demo,
+benchmarks and users' own test suites can run tokenflow against a realistic
+Team Server / RFC 6749 endpoint without network access.  Standard library only;
+the pytest plugin lives in :mod:`tokenflow.testing.pytest_plugin` so importing
+this package never imports pytest.
+"""
+
+from __future__ import annotations
+
+from tokenflow.testing.server import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_PASSWORD,
+    DEFAULT_SCOPE,
+    DEFAULT_USERNAME,
+    OMIT,
+    Account,
+    Client,
+    EmbeddedServer,
+    IssuedToken,
+    RawRequest,
+    RequestRecord,
+    ScriptedResponse,
+    ServerConfig,
+    error_response,
+    success_body,
+    success_response,
+)
+
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_PASSWORD",
+    "DEFAULT_SCOPE",
+    "DEFAULT_USERNAME",
+    "OMIT",
+    "Account",
+    "Client",
+    "EmbeddedServer",
+    "IssuedToken",
+    "RawRequest",
+    "RequestRecord",
+    "ScriptedResponse",
+    "ServerConfig",
+    "error_response",
+    "success_body",
+    "success_response",
+]

@@ -1,0 +1,308 @@
+"""The :class:`Token` value and the parser that turns a token endpoint's reply into one.
+
+The parser is lenient where real servers differ and strict where a mistake would hurt
+(the same balance as golang.org/x/oauth2's ``internal/token.go``):
+
+* ``token_type`` in any case (Team Server sends ``bearer``); the header we send is ``Bearer``.
+* ``expires_in`` as an integer, a float or a numeric string; missing or null means unknown, and
+  then the JWT ``exp`` claim (read, not verified) or the profile's ``default_lifetime`` is used.
+  Lifetimes that are zero, negative or over a year are reported and replaced by the default.
+* A 200 carrying ``error`` is a failure; a reply without ``access_token`` is a failure; a body
+  that is not JSON (an HTML error page from a proxy) is a failure with a short, scrubbed excerpt.
+* A reply without ``refresh_token`` keeps the previous one (RFC 6749 section 6).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeGuard
+
+from .errors import TokenRequestError
+from .redact import remember_secret, scrub
+
+__all__ = ["Token", "fingerprint", "parse_error_response", "parse_token_response"]
+
+log = logging.getLogger("tokenflow.tokens")
+
+MAX_SANE_LIFETIME = 366 * 24 * 3600  # over a year is a server bug or a unit mix-up
+SKEW_TOLERANCE = 5.0  # seconds of difference between the server's Date and ours we ignore
+_EXCERPT_CHARS = 200
+_STANDARD_FIELDS = frozenset(
+    {"access_token", "token_type", "expires_in", "refresh_token", "scope"}
+)
+
+
+def fingerprint(secret: str) -> str:
+    """A short, stable, one-way name for a token: safe for logs, events and status output."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An access token and what came with it. Immutable; ``repr`` hides the secrets.
+
+    ``expires_at`` and ``obtained_at`` are wall-clock epoch seconds: a monotonic clock stops
+    while a laptop sleeps, and a token keeps expiring meanwhile.
+    """
+
+    access_token: str = field(repr=False)
+    token_type: str
+    expires_at: float
+    obtained_at: float
+    refresh_token: str | None = field(default=None, repr=False)
+    scope: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        remember_secret(self.access_token)
+        if self.refresh_token:
+            remember_secret(self.refresh_token)
+
+    def __repr__(self) -> str:
+        return (
+            f"Token(access_token=<{fingerprint(self.access_token)}>, token_type={self.token_type!r}, "
+            f"expires_at={self.expires_at!r}, refresh_token={'<set>' if self.refresh_token else None}, "
+            f"scope={self.scope!r})"
+        )
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds between obtaining the token and its expiry."""
+        return self.expires_at - self.obtained_at
+
+    @property
+    def fingerprint(self) -> str:
+        """See :func:`fingerprint`."""
+        return fingerprint(self.access_token)
+
+    def expires_in(self, now: float) -> float:
+        """Seconds left at *now* (negative once expired)."""
+        return self.expires_at - now
+
+    def refresh_at(self, margin: float) -> float:
+        """When this token should be refreshed: *margin* before expiry, at most half its life."""
+        return self.expires_at - min(margin, max(self.lifetime, 0.0) / 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by stores (it includes the refresh token: stores hold secrets)."""
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_at": self.expires_at,
+            "obtained_at": self.obtained_at,
+            "refresh_token": self.refresh_token,
+            "scope": self.scope,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Token:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` on anything malformed."""
+        access = data.get("access_token")
+        token_type = data.get("token_type")
+        expires_at = data.get("expires_at")
+        obtained_at = data.get("obtained_at", expires_at)
+        refresh = data.get("refresh_token")
+        scope = data.get("scope")
+        extra = data.get("extra") or {}
+        if not isinstance(access, str) or not access:
+            raise ValueError("access_token missing")
+        if not isinstance(token_type, str):
+            raise ValueError("token_type missing")
+        if not _is_number(expires_at) or not _is_number(obtained_at):
+            raise ValueError("expires_at/obtained_at not numbers")
+        if refresh is not None and not isinstance(refresh, str):
+            raise ValueError("refresh_token not a string")
+        if scope is not None and not isinstance(scope, str):
+            raise ValueError("scope not a string")
+        if not isinstance(extra, dict):
+            raise ValueError("extra not an object")
+        return cls(
+            access_token=access,
+            token_type=token_type,
+            expires_at=float(expires_at),
+            obtained_at=float(obtained_at),
+            refresh_token=refresh,
+            scope=scope,
+            extra=extra,
+        )
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    if len(text) > _EXCERPT_CHARS:
+        text = text[:_EXCERPT_CHARS] + "…"
+    return scrub(text)
+
+
+def _decode_json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def parse_error_response(status: int, body: bytes, content_type: str = "") -> TokenRequestError:
+    """Build the error for a non-2xx reply (or a 2xx carrying ``error``).
+
+    The server's ``error_description`` is scrubbed: Spring repeats the refresh token it refuses.
+    """
+    data = _decode_json_object(body)
+    if data is not None and isinstance(data.get("error"), str):
+        code: str = data["error"]
+        raw_description = data.get("error_description")
+        description = scrub(str(raw_description)) if raw_description is not None else None
+        message = f"{code}: {description}" if description else code
+        return TokenRequestError(
+            f"token request refused (HTTP {status}): {message}",
+            error=code,
+            error_description=description,
+            status=status,
+        )
+    kind = "HTML" if "html" in content_type.lower() or body.lstrip()[:1] == b"<" else "non-JSON"
+    excerpt = _excerpt(body)
+    return TokenRequestError(
+        f"token endpoint answered HTTP {status} with a {kind} body, not OAuth JSON: {excerpt!r}",
+        status=status,
+        body_excerpt=excerpt,
+    )
+
+
+def _coerce_expires_in(value: object) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _jwt_exp(access_token: str) -> float | None:
+    """The ``exp`` claim of a JWT access token, read without verifying (we only need a hint)."""
+    parts = access_token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if _is_number(exp) else None
+
+
+def _server_skew(date_header: str | None, now: float) -> float:
+    """Seconds the server's clock is ahead of ours, from its ``Date`` header (0 if unknown)."""
+    if not date_header:
+        return 0.0
+    try:
+        server_now = parsedate_to_datetime(date_header).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+    skew = server_now - now
+    return skew if abs(skew) > SKEW_TOLERANCE else 0.0
+
+
+def parse_token_response(
+    status: int,
+    body: bytes,
+    *,
+    now: float,
+    default_lifetime: float,
+    content_type: str = "",
+    date_header: str | None = None,
+    previous_refresh_token: str | None = None,
+) -> Token:
+    """Turn a token endpoint's reply into a :class:`Token`, or raise :class:`TokenRequestError`.
+
+    :param now: local wall-clock time when the request was sent (expiry is counted from it, so
+        network latency shortens rather than lengthens the token's assumed life).
+    :param previous_refresh_token: kept when the reply carries no new one.
+    """
+    if not 200 <= status < 300:
+        raise parse_error_response(status, body, content_type)
+    data = _decode_json_object(body)
+    if data is None:
+        raise parse_error_response(status, body, content_type)
+    if "error" in data:
+        error = parse_error_response(status, body, content_type)
+        error.args = (f"token endpoint answered HTTP {status} but carried an error: "
+                      f"{error.error}: {error.error_description or ''}".rstrip(": "),)
+        raise error
+    access = data.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise TokenRequestError(
+            f"token endpoint answered HTTP {status} without an access_token "
+            f"(fields: {', '.join(sorted(map(str, data))) or 'none'})",
+            status=status,
+        )
+    remember_secret(access)
+    token_type = data.get("token_type")
+    if not isinstance(token_type, str) or not token_type:
+        token_type = "Bearer"  # widely omitted; bearer is the only type in use
+    elif token_type.lower() == "bearer":
+        token_type = "Bearer"
+    refresh = data.get("refresh_token")
+    if not isinstance(refresh, str) or not refresh:
+        refresh = previous_refresh_token
+    scope = data.get("scope")
+    if isinstance(scope, list):
+        scope = " ".join(str(s) for s in scope)
+    elif not isinstance(scope, str):
+        scope = None
+
+    lifetime = _coerce_expires_in(data.get("expires_in"))
+    expires_at: float | None = None
+    if lifetime is not None:
+        if 0 < lifetime <= MAX_SANE_LIFETIME:
+            expires_at = now + lifetime
+        else:
+            log.warning(
+                "token endpoint sent an implausible expires_in=%r; assuming %d seconds",
+                data.get("expires_in"), default_lifetime,
+            )
+    else:
+        exp = _jwt_exp(access)
+        if exp is not None:
+            local_exp = exp - _server_skew(date_header, now)
+            if 0 < local_exp - now <= MAX_SANE_LIFETIME:
+                expires_at = local_exp
+            else:
+                log.warning("JWT exp claim is implausible; assuming %d seconds", default_lifetime)
+    if expires_at is None:
+        expires_at = now + default_lifetime
+
+    extra = {k: v for k, v in data.items() if k not in _STANDARD_FIELDS}
+    return Token(
+        access_token=access,
+        token_type=token_type,
+        expires_at=expires_at,
+        obtained_at=now,
+        refresh_token=refresh,
+        scope=scope,
+        extra=extra,
+    )

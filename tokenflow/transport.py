@@ -1,0 +1,295 @@
+"""Send token requests over urllib3: TLS, timeouts, proxies, retries, size cap, no leaks.
+
+* One ``PoolManager`` (or ``ProxyManager``) per server, reused: refreshes ride keep-alive.
+* TLS is verified by default; ``verify: PATH`` trusts a CA bundle; ``verify: false`` is allowed
+  but warned about once.
+* Proxies come from the standard environment variables (``https_proxy``, ``no_proxy``...), which
+  urllib3 itself ignores, and apply to every request, refreshes included.
+* Retries use urllib3's ``Retry``: exponential backoff with jitter on connect errors, read
+  timeouts, 429 and 5xx, honouring ``Retry-After`` (capped, so a server cannot park the CLI for an
+  hour). 4xx answers such as ``invalid_grant`` are never retried.
+* Redirects are not followed: a redirected Team Server GET would carry the password in its
+  query string to wherever the redirect points.
+* A body over 1 MiB is refused without reading the rest.
+* Errors never contain the request URL's query string: urllib3's exception texts do, so they are
+  replaced (not chained) by :class:`~tokenflow.errors.TransportError` with a scrubbed message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from .errors import TokenRequestError, TransportError
+from .interfaces import HttpRequest
+from .profile import ServerSpec
+from .redact import install_log_filters, scrub
+
+__all__ = ["MAX_BODY", "HttpResponse", "Transport"]
+
+log = logging.getLogger("tokenflow.transport")
+
+MAX_BODY = 1024 * 1024
+MAX_RETRY_AFTER = 30.0  # seconds; beyond this we fail and let the caller decide
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = "tokenflow"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """What the engine needs of a reply."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float
+
+
+class _QuietHTTPConnection(HTTPConnection):
+    """``http.client`` debugging prints request lines (with Team Server's password) to stdout.
+
+    ``HTTPConnection.debuglevel`` is a class attribute users flip globally while debugging; this
+    subclass pins it to 0 for tokenflow's own connections.
+    """
+
+    @property
+    def debuglevel(self) -> int:
+        return 0
+
+    @debuglevel.setter
+    def debuglevel(self, value: int) -> None:
+        pass
+
+
+class _QuietHTTPSConnection(HTTPSConnection):
+    __doc__ = _QuietHTTPConnection.__doc__
+    debuglevel = _QuietHTTPConnection.debuglevel
+
+
+class _QuietHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _QuietHTTPConnection
+
+
+class _QuietHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _QuietHTTPSConnection
+
+
+_POOL_CLASSES = {"http": _QuietHTTPConnectionPool, "https": _QuietHTTPSConnectionPool}
+
+
+class _OAuthRetry(Retry):
+    """urllib3's Retry with a retry observer and a cap on ``Retry-After``."""
+
+    observer: Callable[[str], None] | None = None
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.observer = self.observer
+        return retry
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, MAX_RETRY_AFTER)
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if self.observer is not None:
+            if response is not None:
+                self.observer(f"HTTP {response.status}")
+            else:
+                self.observer(type(error).__name__ if error is not None else "retry")
+        return retry
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the standard environment variables choose for *url*, or ``None``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    bypass: Callable[[str], bool] = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
+    if bypass(host):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)
+
+
+class Transport:
+    """Sends :class:`~tokenflow.interfaces.HttpRequest` objects for one server."""
+
+    def __init__(self, server: ServerSpec) -> None:
+        self.server = server
+        install_log_filters()
+        self._managers: dict[str | None, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
+        self._timeout = urllib3.Timeout(connect=server.timeout, read=server.timeout)
+        if server.verify is False:
+            import warnings
+
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            log.warning("TLS verification is off for server %r: anyone on the network path "
+                        "can read the credentials", server.name)
+
+    def _manager(self, url: str) -> urllib3.PoolManager:
+        proxy = _proxy_for(url)
+        with self._lock:
+            manager = self._managers.get(proxy)
+            if manager is None:
+                tls: dict[str, Any] = {}
+                if self.server.verify is False:
+                    tls["cert_reqs"] = "CERT_NONE"
+                else:
+                    tls["cert_reqs"] = "CERT_REQUIRED"
+                    if isinstance(self.server.verify, str):
+                        tls["ca_certs"] = self.server.verify
+                headers = {"User-Agent": USER_AGENT}
+                if proxy:
+                    manager = urllib3.ProxyManager(proxy, num_pools=4, headers=headers, **tls)
+                else:
+                    manager = urllib3.PoolManager(num_pools=4, headers=headers, **tls)
+                manager.pool_classes_by_scheme = _POOL_CLASSES
+                self._managers[proxy] = manager
+            return manager
+
+    def _retry(self, on_retry: Callable[[str], None] | None) -> _OAuthRetry:
+        retries = self.server.retries
+        retry = _OAuthRetry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=0,
+            redirect=False,
+            allowed_methods=None,  # token requests are safe to repeat: the server decides
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=0.25,
+            backoff_max=8.0,
+            backoff_jitter=0.25,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+        )
+        retry.observer = on_retry
+        return retry
+
+    def send(self, request: HttpRequest, on_retry: Callable[[str], None] | None = None) -> HttpResponse:
+        """Send *request*; raise TransportError for anything but a complete HTTP answer."""
+        host = urlsplit(request.url).netloc
+        started = time.perf_counter()
+        failure: TransportError | None = None
+        try:
+            response = self._manager(request.url).request(
+                request.method,
+                request.url,
+                body=request.body,
+                headers={**self.server.headers, **request.headers},
+                timeout=self._timeout,
+                retries=self._retry(on_retry),
+                redirect=False,
+                preload_content=False,
+            )
+        except MaxRetryError as exc:
+            failure = _describe_failure(exc.reason, host, self.server.retries)
+        except HTTPError as exc:
+            failure = _describe_failure(exc, host, 0)
+        if failure is not None:  # raised outside the except block: no chained urllib3 text
+            raise failure
+        try:
+            body = _read_capped(response)
+        finally:
+            response.release_conn()
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        status = response.status
+        if 300 <= status < 400:
+            target = urlsplit(headers.get("location", "")).netloc or "elsewhere"
+            raise TransportError(
+                f"{host} redirected the token request (HTTP {status}) to {target}; tokenflow does "
+                "not follow redirects with credentials: update the server's URL",
+                transient=False, status=status,
+            )
+        if status in RETRY_STATUSES:
+            excerpt = scrub(" ".join(body[:300].decode("utf-8", "replace").split()))[:120]
+            tries = f" after {self.server.retries + 1} tries" if self.server.retries else ""
+            raise TransportError(
+                f"{host} answered HTTP {status}{tries}: {excerpt!r}", transient=True, status=status
+            )
+        return HttpResponse(status, headers, body, time.perf_counter() - started)
+
+    def close(self) -> None:
+        with self._lock:
+            for manager in self._managers.values():
+                manager.clear()
+            self._managers.clear()
+
+
+def _read_capped(response: Any) -> bytes:
+    length = response.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        raise TokenRequestError(
+            f"token endpoint sent a {int(length)}-byte body; refusing anything over {MAX_BODY} bytes",
+            status=response.status,
+        )
+    failure: TransportError | None = None
+    try:
+        body: bytes = response.read(MAX_BODY + 1)
+    except ReadTimeoutError:
+        failure = TransportError("timed out reading the token endpoint's answer")
+    except HTTPError as exc:
+        failure = TransportError(f"connection broke while reading the answer ({type(exc).__name__})")
+    if failure is not None:
+        raise failure
+    if len(body) > MAX_BODY:
+        raise TokenRequestError(
+            f"token endpoint sent a body over {MAX_BODY} bytes; refusing it", status=response.status
+        )
+    return body
+
+
+def _describe_failure(reason: BaseException | None, host: str, retries: int) -> TransportError:
+    """A one-line, secret-free description of why a request never got an answer."""
+    tries = f" (after {retries + 1} tries)" if retries else ""
+    if isinstance(reason, SSLError):
+        text = str(reason.args[0] if reason.args else reason)
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            hint = "; if the server uses a private CA, set verify: PATH to its CA bundle"
+        detail = scrub(text.split("(_ssl.c")[0].strip("() ")) or "TLS handshake failed"
+        return TransportError(f"TLS error talking to {host}: {detail[:200]}{hint}", transient=False)
+    if isinstance(reason, ConnectTimeoutError):
+        return TransportError(f"timed out connecting to {host}{tries}")
+    if isinstance(reason, ReadTimeoutError):
+        return TransportError(f"timed out waiting for {host} to answer{tries}")
+    if isinstance(reason, ProxyError):
+        return TransportError(f"the proxy for {host} failed{tries}")
+    if isinstance(reason, NewConnectionError):
+        cause = str(reason).rsplit(":", 1)[-1].strip() or "connection failed"
+        return TransportError(f"cannot connect to {host}: {scrub(cause)[:120]}{tries}")
+    name = type(reason).__name__ if reason is not None else "unknown error"
+    return TransportError(f"request to {host} failed: {name}{tries}")
