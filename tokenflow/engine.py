@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from .errors import (
 )
 from .events import EventKind, TokenEvent
 from .interfaces import PluginContext, TokenStore
+from .keyedlocks import KeyedLocks
 from .plugins import PluginHost
 from .profile import Profile, SecretSpec
 from .redact import Secret
@@ -129,17 +129,8 @@ def cache_key(profile: Profile, username: Any) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
-# -- per-key locks shared by every session of this process ---------------------------------------
-_key_locks_guard = threading.Lock()
-_key_locks: dict[str, threading.Lock] = {}
-
-
-def _key_lock(key: str) -> threading.Lock:
-    with _key_locks_guard:
-        lock = _key_locks.get(key)
-        if lock is None:
-            lock = _key_locks[key] = threading.Lock()
-        return lock
+# shared by every session of this process, so two sessions of one identity refresh once
+_key_lock = KeyedLocks()
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ class TokenStore(Protocol):
     def delete(self, key: str) -> None:
         """Forget *key*; deleting an absent key is not an error."""
 
-    def lock(self, key: str) -> AbstractContextManager[None]:
+    def lock(self, key: str) -> AbstractContextManager[object]:
         """Serialise refreshes of *key* across every process (or host) sharing the store."""
 
 

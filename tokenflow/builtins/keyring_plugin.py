@@ -8,15 +8,15 @@ backend (``keyring.backends.fail.Keyring`` or the null backend, as on a headless
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
 
 from ..errors import CredentialError, StorageError
 from ..hookspecs import hookimpl
 from ..interfaces import PluginContext, TokenStore
+from ..keyedlocks import KeyedLocks
 from ..plugins import SourceRegistrar, StoreRegistrar
 from ..tokens import Token
 
@@ -49,8 +49,7 @@ class KeyringStore:
     def __init__(self, service: str) -> None:
         self._keyring = load_keyring(StorageError)
         self.service = service
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks = KeyedLocks()
 
     def load(self, key: str) -> Token | None:
         try:
@@ -78,14 +77,10 @@ class KeyringStore:
         except Exception as exc:
             raise StorageError(f"keyring delete failed: {type(exc).__name__}") from None
 
-    @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        # The OS keyring has no locks; serialise within this process. Cross-process single
-        # flight needs the file store (documented in the plugin guide).
-        with self._guard:
-            key_lock = self._locks.setdefault(key, threading.Lock())
-        with key_lock:
-            yield
+    def lock(self, key: str) -> AbstractContextManager[bool]:
+        # The OS keyring has no locks: this serialises within the process only. Cross-process
+        # single flight needs the file store (documented in the plugin guide).
+        return self._locks(key)
 
 
 def keyring_store(options: Mapping[str, Any], context: PluginContext) -> TokenStore:

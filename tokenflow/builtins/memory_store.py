@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..hookspecs import hookimpl
 from ..interfaces import PluginContext, TokenStore
+from ..keyedlocks import KeyedLocks
 from ..plugins import StoreRegistrar
 from ..tokens import Token
 
@@ -18,8 +18,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._tokens: dict[str, Token] = {}
-        self._guard = threading.Lock()
-        self._key_locks: dict[str, threading.Lock] = {}
+        self._locks = KeyedLocks()
 
     def load(self, key: str) -> Token | None:
         return self._tokens.get(key)
@@ -30,12 +29,8 @@ class MemoryStore:
     def delete(self, key: str) -> None:
         self._tokens.pop(key, None)
 
-    @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        with self._guard:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            yield
+    def lock(self, key: str) -> AbstractContextManager[bool]:
+        return self._locks(key)
 
 
 def memory_store(options: Mapping[str, Any], context: PluginContext) -> TokenStore:
