@@ -15,7 +15,10 @@ import hashlib
 import json
 import os
 import stat
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import; annotations here are strings
+    from typing import Any
 
 FORMAT = 1
 

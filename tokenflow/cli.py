@@ -228,8 +228,6 @@ def cmd_profiles(ns: argparse.Namespace) -> int:
 
 
 def cmd_status(ns: argparse.Namespace) -> int:
-    import time
-
     from .output import iso_utc
 
     config = _load(ns)
@@ -243,7 +241,6 @@ def cmd_status(ns: argparse.Namespace) -> int:
                      "yes" if report.has_refresh_token else "no",
                      report.fingerprint or "-", report.store))
     _table(rows)
-    del time
     return EXIT_OK
 
 
@@ -269,10 +266,11 @@ def cmd_exec(ns: argparse.Namespace) -> int:
     env = dict(os.environ)
     env[ns.env_var] = token.access_token
     try:
-        return subprocess.call(cmd, env=env)
+        code = subprocess.call(cmd, env=env)
     except FileNotFoundError:
         _error(f"command not found: {cmd[0]}")
         return 127
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
 
 
 def cmd_schema(ns: argparse.Namespace) -> int:

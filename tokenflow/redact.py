@@ -49,27 +49,38 @@ _REVOKE_PATH_RE: Final = re.compile(r"(?i)(?P<key>/revoketoken/)(?P<val>[^/?\s\"
 
 _MIN_REMEMBERED = 4  # shorter values would scrub ordinary words out of messages
 
+_MAX_TRANSIENT = 256  # tokens rotate; remembering every one forever would grow without bound
+
 _known_lock = threading.Lock()
-_known: set[str] = set()
+_pinned: set[str] = set()  # passwords and client secrets: remembered for the process's life
+_transient: dict[str, None] = {}  # tokens, oldest first
 _known_pattern: re.Pattern[str] | None = None
 
 
-def remember_secret(value: str) -> None:
-    """Add *value* to the secrets :func:`scrub` replaces wherever they appear."""
+def remember_secret(value: str, *, pinned: bool = True) -> None:
+    """Add *value* to the secrets :func:`scrub` replaces wherever they appear.
+
+    Pinned values (passwords, client secrets) stay for the life of the process; unpinned ones
+    (tokens) are kept for the most recent few hundred, which covers every token still valid.
+    """
     global _known_pattern
-    if len(value) < _MIN_REMEMBERED or value in _known:
+    if len(value) < _MIN_REMEMBERED or value in _pinned or (not pinned and value in _transient):
         return
-    with _known_lock:
-        _known.add(value)
-        # longest first so a secret that contains another is replaced whole
-        alternatives = sorted(_known, key=len, reverse=True)
-        _known_pattern = re.compile("|".join(re.escape(v) for v in alternatives))
-    # the URL-encoded form appears in query strings and form bodies
     from urllib.parse import quote, quote_plus
 
-    for encoded in {quote(value, safe=""), quote_plus(value)}:
-        if encoded != value:
-            remember_secret(encoded)
+    forms = {value, quote(value, safe=""), quote_plus(value)}
+    with _known_lock:
+        for form in forms:
+            if pinned:
+                _pinned.add(form)
+                _transient.pop(form, None)
+            else:
+                _transient[form] = None
+        while len(_transient) > _MAX_TRANSIENT:
+            del _transient[next(iter(_transient))]
+        # longest first, so a secret that contains another is replaced whole
+        alternatives = sorted(_pinned | _transient.keys(), key=len, reverse=True)
+        _known_pattern = re.compile("|".join(re.escape(v) for v in alternatives))
 
 
 def scrub(text: str) -> str:

@@ -62,9 +62,9 @@ class Token:
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        remember_secret(self.access_token)
+        remember_secret(self.access_token, pinned=False)
         if self.refresh_token:
-            remember_secret(self.refresh_token)
+            remember_secret(self.refresh_token, pinned=False)
 
     def __repr__(self) -> str:
         return (
@@ -260,7 +260,7 @@ def parse_token_response(
             f"(fields: {', '.join(sorted(map(str, data))) or 'none'})",
             status=status,
         )
-    remember_secret(access)
+    remember_secret(access, pinned=False)
     token_type = data.get("token_type")
     if not isinstance(token_type, str) or not token_type:
         token_type = "Bearer"  # widely omitted; bearer is the only type in use
