@@ -15,24 +15,27 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .engine import TokenSession
-    from .errors import (
-        ConfigError,
-        CredentialError,
-        PluginError,
-        ReauthenticationRequired,
-        StorageError,
-        TokenflowError,
-        TokenRequestError,
-        TransportError,
-    )
-    from .events import EventKind, TokenEvent
-    from .hookspecs import hookimpl
-    from .interfaces import PluginContext, TokenStore
-    from .loader import config_from_mapping, load_config
-    from .profile import Config, Profile
-    from .redact import Secret
-    from .tokens import Token
+    # `X as X`: explicit re-exports, so `from tokenflow import X` passes mypy --strict
+    from .engine import TokenSession as TokenSession
+    from .errors import ConfigError as ConfigError
+    from .errors import CredentialError as CredentialError
+    from .errors import PluginError as PluginError
+    from .errors import ReauthenticationRequired as ReauthenticationRequired
+    from .errors import StorageError as StorageError
+    from .errors import TokenflowError as TokenflowError
+    from .errors import TokenRequestError as TokenRequestError
+    from .errors import TransportError as TransportError
+    from .events import EventKind as EventKind
+    from .events import TokenEvent as TokenEvent
+    from .hookspecs import hookimpl as hookimpl
+    from .interfaces import PluginContext as PluginContext
+    from .interfaces import TokenStore as TokenStore
+    from .loader import config_from_mapping as config_from_mapping
+    from .loader import load_config as load_config
+    from .profile import Config as Config
+    from .profile import Profile as Profile
+    from .redact import Secret as Secret
+    from .tokens import Token as Token
 
 __version__ = "0.1.0"
 

@@ -97,11 +97,13 @@ def username_identity(
     spec = profile.username
     if spec is None:
         return None
+    # "=" tags a value whatever its source (no source can be called "="), so a literal "alice"
+    # and {env: USER} holding "alice" are one identity, as DESIGN.md section 7 says
     if spec.kind == "literal":
-        return ["literal", spec.options.reveal()]
+        return ["=", spec.options.reveal()]
     source = plugins.sources.get(spec.kind)
     if source is not None and source.cache_key_safe:
-        return [spec.kind, resolve(spec)]
+        return ["=", resolve(spec)]
     return [spec.kind, spec.options]
 
 

@@ -60,9 +60,8 @@ class ConfigIssue:
         where = self.file
         if self.line:
             where = f"{where}:{self.line}:{self.column}"
-        if self.path:
-            return f"{where}: {self.path}: {self.message}"
-        return f"{where}: {self.message}"
+        # an issue with no place (unknown profile, unset {env: NAME}) is just its message
+        return ": ".join(part for part in (where, self.path, self.message) if part)
 
 
 class ConfigError(TokenflowError):

@@ -18,6 +18,7 @@ check-jsonschema does), each problem located as ``FILE:LINE:COL: $.json.path: me
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -175,7 +176,16 @@ def parse_document(text: str, source: str, base_dir: Path) -> tuple[Document, li
     """Parse YAML *text*; problems come back as issues, never as other exceptions."""
     doc = Document(source, base_dir)
     issues: list[ConfigIssue] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # e.g. a control character: the reader checks all text first
+        at = exc.position
+        line, col = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        char = exc.character
+        label = f"U+{char:04X}" if isinstance(char, int) else repr(char)
+        issues.append(ConfigIssue(source, line, col, "",
+                                  f"YAML syntax error: character {label} is not allowed"))
+        return doc, issues
     try:
         node = loader.get_single_node()
         if node is None:
@@ -205,6 +215,10 @@ def _expand(
     used: set[str],
     issues: list[ConfigIssue],
 ) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        # YAML's .nan and .inf pass every JSON Schema bound (NaN compares false), so refuse here
+        issues.append(doc.issue(path, f"{value!r} is not a finite number"))
+        return value
     if isinstance(value, str):
         if "$" not in value:
             return value
@@ -255,7 +269,8 @@ def full_schema(host: PluginHost) -> dict[str, Any]:
     defs = schema["$defs"]
     store_options = [
         {"type": "object", "additionalProperties": False, "required": [name],
-         "properties": {name: dict(entry.options_schema or {})}}
+         "properties": {name: {"description": f"Options of the {name} store.",
+                               **(entry.options_schema or {})}}}
         for name, entry in sorted(host.stores.items())
     ]
     defs["profile"]["properties"]["store"]["oneOf"] = [
@@ -263,7 +278,8 @@ def full_schema(host: PluginHost) -> dict[str, Any]:
     ]
     source_options = [
         {"type": "object", "additionalProperties": False, "required": [name],
-         "properties": {name: dict(entry.options_schema or {})}}
+         "properties": {name: {"description": f"Options of the {name} secret source.",
+                               **(entry.options_schema or {})}}}
         for name, entry in sorted(host.sources.items())
     ]
     defs["secret"]["oneOf"] = [{"type": "string"}, *source_options]
@@ -284,7 +300,12 @@ def _schema_issues(doc: Document, data: Any, schema: Mapping[str, Any],
     """Every schema violation in *data* (at *base* in *doc*) with its JSON path."""
     validator = _validator_class()(schema)
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        yield (*base, *error.absolute_path), _describe(doc, error, base)
+        path: JsonPath = (*base, *error.absolute_path)
+        if "propertyNames" in error.relative_schema_path and isinstance(error.instance, str):
+            path = (*path, error.instance)  # a bad name: point at that key, not at its mapping
+            yield path, doc.issue(path, f"invalid name: {error.message[:200]}", key=True)
+            continue
+        yield path, _describe(doc, error, base)
 
 
 def _describe(doc: Document, error: Any, base: JsonPath) -> ConfigIssue:
@@ -339,11 +360,15 @@ class _Assembly:
             return
         doc.data = _expand(doc.data, (), doc, environ, self.used_env, self.issues)
         broken_entries: set[tuple[str, str]] = set()
+        shape_broken = False
         for path, issue in _schema_issues(doc, doc.data, load_schema()):
-            self.issues.append(issue)
+            self.issues.append(issue)  # every schema error is reported, whatever comes first
             if len(path) < 2 or path[0] not in SECTIONS:
-                return  # the file's shape is wrong: cross-checks would only add noise
-            broken_entries.add((str(path[0]), str(path[1])))
+                shape_broken = True
+            else:
+                broken_entries.add((str(path[0]), str(path[1])))
+        if shape_broken:
+            return  # the file's shape is wrong: cross-checks would only add noise
         for section in SECTIONS:
             for name, data in (doc.data.get(section) or {}).items():
                 existing = self.sections[section].get(name) or self.broken[section].get(name)
@@ -418,7 +443,8 @@ def _is_loopback_url(url: str) -> bool:
         host = urlsplit(url).hostname or ""
     except ValueError:
         return False
-    return bool(_LOOPBACK.match(host)) or host.startswith("127.")
+    # the whole host must be loopback: "127.0.0.1.example.com" is a public name
+    return bool(_LOOPBACK.fullmatch(host))
 
 
 class _ModelBuilder:

@@ -29,8 +29,9 @@ def _home() -> str:
 
 
 def _xdg(variable: str, fallback: str) -> str:
-    value = os.environ.get(variable, "").strip()
-    return value if value else os.path.join(_home(), fallback)
+    value = os.environ.get(variable, "")
+    # the XDG spec (and platformdirs) ignore a value that is not an absolute path
+    return value if os.path.isabs(value) else os.path.join(_home(), fallback)
 
 
 def cache_dir() -> str:

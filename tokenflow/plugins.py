@@ -132,19 +132,23 @@ class PluginHost:
             for name, origin in origins.items()
         }
         self._collect()
+        # get_hookimpls() is in registration order: built-ins first, as documented
         self._observers: list[tuple[str, Callable[..., object]]] = [
-            (impl.plugin_name, impl.function)
-            for impl in reversed(pm.hook.tokenflow_event.get_hookimpls())
+            (impl.plugin_name, impl.function) for impl in pm.hook.tokenflow_event.get_hookimpls()
         ]
+        for plugin, _ in self._observers:
+            self._infos.setdefault(plugin, PluginInfo(plugin, "unknown")).registers.append(
+                "event observer"
+            )
 
     # -- registration --------------------------------------------------------------------------
     def _collect(self) -> None:
         hook = self._pm.hook
-        for impl in reversed(hook.tokenflow_register_stores.get_hookimpls()):
+        for impl in hook.tokenflow_register_stores.get_hookimpls():
             self._call(impl, self._store_registrar(impl.plugin_name))
-        for impl in reversed(hook.tokenflow_register_secret_sources.get_hookimpls()):
+        for impl in hook.tokenflow_register_secret_sources.get_hookimpls():
             self._call(impl, self._source_registrar(impl.plugin_name))
-        for impl in reversed(hook.tokenflow_register_dialects.get_hookimpls()):
+        for impl in hook.tokenflow_register_dialects.get_hookimpls():
             self._call(impl, self._dialect_registrar(impl.plugin_name))
 
     @staticmethod
@@ -222,8 +226,8 @@ class PluginHost:
         return list(self._infos.values())
 
     def blocked(self) -> list[str]:
-        """Plugin names blocked by ``$TOKENFLOW_DISABLE_PLUGINS``."""
-        return sorted(_env_list("TOKENFLOW_DISABLE_PLUGINS"))
+        """Plugin names blocked by ``$TOKENFLOW_DISABLE_PLUGINS`` (required ones never are)."""
+        return sorted(set(_env_list("TOKENFLOW_DISABLE_PLUGINS")) - REQUIRED_PLUGINS)
 
     def store(self, name: str) -> StoreEntry:
         try:
@@ -261,8 +265,19 @@ def _register_module(
         raise PluginError(
             f"cannot import plugin module {module_name!r} ({origin}): {type(exc).__name__}: {exc}"
         ) from exc
-    pm.register(module, name=name)
+    if pm.is_registered(module):
+        log.debug("plugin module %r is already registered; %s ignored", module_name, origin)
+        return
+    _register(pm, module, name)
     origins[name] = origin
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """``pm.register``, with a hook implementation that does not fit its spec as a PluginError."""
+    try:
+        pm.register(plugin, name=name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        raise PluginError(f"plugin {name!r} is invalid: {' '.join(str(exc).split())}") from exc
 
 
 def build_plugin_host(extra_plugins: Iterable[object] = ()) -> PluginHost:
@@ -292,8 +307,10 @@ def build_plugin_host(extra_plugins: Iterable[object] = ()) -> PluginHost:
     for module_name in _env_list("TOKENFLOW_PLUGINS"):
         _register_module(pm, module_name, module_name, origins, "$TOKENFLOW_PLUGINS")
     for index, plugin in enumerate(extra_plugins):
+        if pm.is_registered(plugin):
+            continue  # already loaded, e.g. through its entry point
         name = getattr(plugin, "__name__", None) or f"extra-{index}"
-        pm.register(plugin, name=name)
+        _register(pm, plugin, name)
         origins[name] = "passed in"
     try:
         pm.check_pending()

@@ -55,6 +55,7 @@ _known_lock = threading.Lock()
 _pinned: set[str] = set()  # passwords and client secrets: remembered for the process's life
 _transient: dict[str, None] = {}  # tokens, oldest first
 _known_pattern: re.Pattern[str] | None = None
+_known_changed = False  # the pattern is rebuilt by the next scrub(), not by every new token
 
 
 def remember_secret(value: str, *, pinned: bool = True) -> None:
@@ -62,8 +63,10 @@ def remember_secret(value: str, *, pinned: bool = True) -> None:
 
     Pinned values (passwords, client secrets) stay for the life of the process; unpinned ones
     (tokens) are kept for the most recent few hundred, which covers every token still valid.
+    Cheap: the pattern of known values is compiled when :func:`scrub` next needs it (compiling
+    hundreds of alternatives takes milliseconds, and every refresh brings a new token).
     """
-    global _known_pattern
+    global _known_changed
     if len(value) < _MIN_REMEMBERED or value in _pinned or (not pinned and value in _transient):
         return
     from urllib.parse import quote, quote_plus
@@ -78,20 +81,36 @@ def remember_secret(value: str, *, pinned: bool = True) -> None:
                 _transient[form] = None
         while len(_transient) > _MAX_TRANSIENT:
             del _transient[next(iter(_transient))]
-        # longest first, so a secret that contains another is replaced whole
-        alternatives = sorted(_pinned | _transient.keys(), key=len, reverse=True)
-        _known_pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+        _known_changed = True
+
+
+def _known_values_pattern() -> re.Pattern[str] | None:
+    global _known_pattern, _known_changed
+    if _known_changed:
+        with _known_lock:
+            if _known_changed:
+                # longest first, so a secret that contains another is replaced whole
+                alternatives = sorted(_pinned | _transient.keys(), key=len, reverse=True)
+                _known_pattern = (re.compile("|".join(re.escape(v) for v in alternatives))
+                                  if alternatives else None)
+                _known_changed = False
+    return _known_pattern
 
 
 def scrub(text: str) -> str:
     """Return *text* with every recognisable secret replaced by ``***``."""
-    pattern = _known_pattern
+    pattern = _known_values_pattern()
     if pattern is not None:
         text = pattern.sub(MASK, text)
     text = _KV_RE.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
     text = _JSON_RE.sub(lambda m: f"{m['key']}{MASK}{m['end']}", text)
     text = _AUTH_RE.sub(lambda m: f"{m['scheme']}{m['sp']}{MASK}", text)
-    return _REVOKE_PATH_RE.sub(lambda m: f"{m['key']}{MASK}", text)
+    text = _REVOKE_PATH_RE.sub(lambda m: f"{m['key']}{MASK}", text)
+    # A secret that contains the mask ("pa***") can be re-formed by a replacement next to it;
+    # repeat until none is left (each pass shortens the text: secrets are longer than the mask).
+    while pattern is not None and MASK in text and pattern.search(text):
+        text = pattern.sub(MASK, text)
+    return text
 
 
 class Secret:

@@ -6,7 +6,7 @@ The parser is lenient where real servers differ and strict where a mistake would
 * ``token_type`` in any case (Team Server sends ``bearer``); the header we send is ``Bearer``.
 * ``expires_in`` as an integer, a float or a numeric string; missing or null means unknown, and
   then the JWT ``exp`` claim (read, not verified) or the profile's ``default_lifetime`` is used.
-  Lifetimes that are zero, negative or over a year are reported and replaced by the default.
+  Lifetimes under a second, negative or over a year are reported and replaced by the default.
 * A 200 carrying ``error`` is a failure; a reply without ``access_token`` is a failure; a body
   that is not JSON (an HTML error page from a proxy) is a failure with a short, scrubbed excerpt.
 * A reply without ``refresh_token`` keeps the previous one (RFC 6749 section 6).
@@ -278,7 +278,7 @@ def parse_token_response(
     lifetime = _coerce_expires_in(data.get("expires_in"))
     expires_at: float | None = None
     if lifetime is not None:
-        if 0 < lifetime <= MAX_SANE_LIFETIME:
+        if 1 <= lifetime <= MAX_SANE_LIFETIME:  # under a second: would expire on arrival
             expires_at = now + lifetime
         else:
             log.warning(

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -37,6 +37,7 @@ from urllib3.exceptions import (
     NewConnectionError,
     ProxyError,
     ReadTimeoutError,
+    ResponseError,
     SSLError,
 )
 from urllib3.response import BaseHTTPResponse
@@ -122,6 +123,9 @@ class _OAuthRetry(Retry):
         _pool: ConnectionPool | None = None,
         _stacktrace: TracebackType | None = None,
     ) -> Self:
+        if response is not None and _pool is not None and _long_retry_after(response.headers):
+            # never wait that long: urlopen hands back this answer and send() reports it
+            raise MaxRetryError(_pool, url or "", ResponseError("Retry-After over the cap"))
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if self.observer is not None:
             if response is not None:
@@ -139,6 +143,15 @@ def _proxy_for(url: str) -> str | None:
     if bypass(host):
         return None
     return urllib.request.getproxies_environment().get(parts.scheme)
+
+
+def _proxy_auth(proxy: str) -> dict[str, str] | None:
+    """``Proxy-Authorization`` for ``http://user:pass@proxy:port`` (urllib3 ignores the userinfo)."""
+    userinfo = urlsplit(proxy).netloc.rpartition("@")[0]
+    if not userinfo:
+        return None
+    user, _, password = userinfo.partition(":")
+    return urllib3.make_headers(proxy_basic_auth=f"{unquote(user)}:{unquote(password)}")
 
 
 class Transport:
@@ -171,7 +184,8 @@ class Transport:
                         tls["ca_certs"] = self.server.verify
                 headers = {"User-Agent": USER_AGENT}
                 if proxy:
-                    manager = urllib3.ProxyManager(proxy, num_pools=4, headers=headers, **tls)
+                    manager = urllib3.ProxyManager(proxy, num_pools=4, headers=headers,
+                                                   proxy_headers=_proxy_auth(proxy), **tls)
                 else:
                     manager = urllib3.PoolManager(num_pools=4, headers=headers, **tls)
                 manager.pool_classes_by_scheme = _POOL_CLASSES
@@ -237,6 +251,10 @@ class Transport:
         if status in RETRY_STATUSES:
             excerpt = scrub(" ".join(body[:300].decode("utf-8", "replace").split()))[:120]
             tries = f" after {self.server.retries + 1} tries" if self.server.retries else ""
+            after = _long_retry_after(response.headers)
+            if after is not None:
+                tries = (f" asking to retry in {after:.0f} s (tokenflow waits at most "
+                         f"{MAX_RETRY_AFTER:.0f} s)")
             raise TransportError(
                 f"{host} answered HTTP {status}{tries}: {excerpt!r}", transient=True, status=status
             )
@@ -247,6 +265,18 @@ class Transport:
             for manager in self._managers.values():
                 manager.clear()
             self._managers.clear()
+
+
+def _long_retry_after(headers: Mapping[str, str]) -> float | None:
+    """The ``Retry-After`` of an answer when it is over :data:`MAX_RETRY_AFTER`, else ``None``."""
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        after = Retry().parse_retry_after(value)
+    except Exception:  # urllib3 raises InvalidHeader; an unreadable value is not waited for anyway
+        return None
+    return after if after > MAX_RETRY_AFTER else None
 
 
 def _read_capped(response: Any) -> bytes:
@@ -282,14 +312,14 @@ def _describe_failure(reason: BaseException | None, host: str, retries: int) -> 
             hint = "; if the server uses a private CA, set verify: PATH to its CA bundle"
         detail = scrub(text.split("(_ssl.c")[0].strip("() ")) or "TLS handshake failed"
         return TransportError(f"TLS error talking to {host}: {detail[:200]}{hint}", transient=False)
+    if isinstance(reason, NewConnectionError):  # before ConnectTimeoutError: it subclasses it
+        cause = str(reason).rsplit(":", 1)[-1].strip() or "connection failed"
+        return TransportError(f"cannot connect to {host}: {scrub(cause)[:120]}{tries}")
     if isinstance(reason, ConnectTimeoutError):
         return TransportError(f"timed out connecting to {host}{tries}")
     if isinstance(reason, ReadTimeoutError):
         return TransportError(f"timed out waiting for {host} to answer{tries}")
     if isinstance(reason, ProxyError):
         return TransportError(f"the proxy for {host} failed{tries}")
-    if isinstance(reason, NewConnectionError):
-        cause = str(reason).rsplit(":", 1)[-1].strip() or "connection failed"
-        return TransportError(f"cannot connect to {host}: {scrub(cause)[:120]}{tries}")
     name = type(reason).__name__ if reason is not None else "unknown error"
     return TransportError(f"request to {host} failed: {name}{tries}")

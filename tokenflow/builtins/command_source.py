@@ -27,8 +27,10 @@ OPTIONS_SCHEMA = {
             "additionalProperties": False,
             "required": ["argv"],
             "properties": {
-                "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                "timeout": {"type": "number", "exclusiveMinimum": 0},
+                "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                         "description": "The program and its arguments, run without a shell."},
+                "timeout": {"type": "number", "exclusiveMinimum": 0,
+                            "description": "Seconds to wait for the program (default 30)."},
             },
         },
     ],

@@ -6,7 +6,8 @@ who want the OS to encrypt), protected the way ssh protects keys:
 * files are mode 0600 in 0700 directories, and a file writable by others or owned by another
   user is refused rather than trusted;
 * writes are atomic (temporary file, fsync, rename, fsync of the directory), so a reader or a
-  crash sees the old token or the new one, never half of each;
+  crash sees the old token or the new one, never half of each; the temporary file a killed
+  writer leaves is removed by ``delete`` (logout) and, once a minute old, by the next ``save``;
 * a damaged entry is moved aside as ``<key>.json.corrupt-<UTC timestamp>``, reported once, and
   treated as absent; other entries are untouched;
 * ``lock(key)`` is a :mod:`filelock` lock file beside the entry, serialising refreshes across
@@ -15,6 +16,7 @@ who want the OS to encrypt), protected the way ssh protects keys:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -34,6 +36,7 @@ from ..tokens import Token
 log = logging.getLogger("tokenflow.store.file")
 
 LOCK_TIMEOUT = 120.0  # seconds; a refresh holding the lock longer than this is stuck
+STALE_TEMP_AGE = 60.0  # seconds; a write takes milliseconds: an older temp file is a dead writer's
 
 OPTIONS_SCHEMA: Mapping[str, Any] = {
     "type": "object",
@@ -60,7 +63,12 @@ def token_dir(cache_dir: Path) -> Path:
 
 def ensure_private_dir(path: Path) -> None:
     """Create *path* (and parents) with mode 0700; tighten it if it exists looser."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkdir(parents=True) creates missing parents with the umask's mode (0777 under umask 0):
+    # create each one private instead
+    for parent in reversed(path.parents):
+        if not parent.is_dir():
+            parent.mkdir(mode=0o700, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         path.chmod(0o700)
@@ -85,6 +93,27 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def sweep_temp_files(path: Path, min_age: float) -> None:
+    """Remove the temporary files of :func:`write_atomic` for *path* older than *min_age* seconds.
+
+    A writer killed between creating its temporary file and renaming it leaves the file behind,
+    with a token in it: left alone they pile up, and logging out would not forget them.
+    """
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)  # listed first: unlinking while reading may skip entries
+    except OSError:
+        return  # only housekeeping
+    now = time.time()
+    for name in names:
+        # mkstemp's names: prefix + 8 random characters + suffix
+        if name.startswith(prefix) and name.endswith(".tmp") and len(name) == len(prefix) + 12:
+            leftover = path.parent / name
+            with contextlib.suppress(OSError):
+                if now - leftover.lstat().st_mtime >= min_age:
+                    leftover.unlink()
+
+
 class FileStore:
     """Token files under one directory; see the module docstring for the guarantees."""
 
@@ -93,7 +122,7 @@ class FileStore:
         self.lock_timeout = lock_timeout
 
     def path(self, key: str) -> Path:
-        if not key or "/" in key or key.startswith("."):
+        if not key or "/" in key or "\0" in key or key.startswith("."):
             raise StorageError(f"invalid cache key {key!r}")
         return self.directory / f"{key}.json"
 
@@ -132,6 +161,7 @@ class FileStore:
             write_atomic(path, cachefile.encode(token.to_dict()))
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        sweep_temp_files(path, STALE_TEMP_AGE)
 
     def delete(self, key: str) -> None:
         path = self.path(key)
@@ -139,6 +169,7 @@ class FileStore:
             path.unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot delete {path}: {exc.strerror or exc}") from None
+        sweep_temp_files(path, 0)  # a killed writer's copy of the token goes too
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:

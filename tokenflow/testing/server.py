@@ -705,9 +705,10 @@ class EmbeddedServer:
             raw_id, colon, raw_secret = decoded.partition(":")
             if not colon:
                 raise _bad_request("Invalid basic authentication token")
-            # RFC 6749 2.3.1: id and secret are form-urlencoded before base64.
-            client_id = _unquote_strict(raw_id, "basic credentials", plus=False)
-            secret = _unquote_strict(raw_secret, "basic credentials", plus=False)
+            # RFC 6749 2.3.1: id and secret are form-urlencoded (Appendix B: a space is "+")
+            # before base64.
+            client_id = _unquote_strict(raw_id, "basic credentials", plus=True)
+            secret = _unquote_strict(raw_secret, "basic credentials", plus=True)
             if params.get("client_id", client_id) != client_id:
                 raise self._invalid_client("Given client ID does not match authenticated client")
         elif "client_id" in params:
