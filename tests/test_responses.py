@@ -1,0 +1,460 @@
+"""Odd but real token endpoint replies, scripted on the embedded server and read over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FakeClock, profile_yaml
+
+import tokenflow
+from tokenflow.errors import TokenflowError, TokenRequestError, TransportError
+from tokenflow.testing import (
+    OMIT,
+    EmbeddedServer,
+    ScriptedResponse,
+    error_response,
+    success_response,
+)
+from tokenflow.testing.pytest_plugin import ServerFactory
+from tokenflow.transport import MAX_BODY
+
+WriteConfig = Callable[..., Path]
+JSON = {"Content-Type": "application/json;charset=UTF-8"}
+HTML = {"Content-Type": "text/html"}
+
+
+def session_for(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, **options: Any
+) -> tokenflow.TokenSession:
+    path = write_config(profile_yaml(server, **options))
+    return tokenflow.load_config(path).session("prod", clock=clock)
+
+
+@pytest.fixture
+def server(tokenflow_server_factory: ServerFactory, clock: FakeClock) -> EmbeddedServer:
+    return tokenflow_server_factory(clock=clock)
+
+
+def jwt(claims: Mapping[str, object]) -> str:
+    """An unsigned JWT (``alg: none``): the client reads ``exp`` as a hint, never verifies it."""
+
+    def part(data: Mapping[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+# -- expiry ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "profile", "lifetime", "warns"),
+    [
+        pytest.param({"expires_in": 3600}, {}, 3600, False, id="int"),
+        pytest.param({"expires_in": 1800.5}, {}, 1800.5, False, id="float"),
+        pytest.param({"expires_in": "3600"}, {}, 3600, False, id="numeric-string"),
+        pytest.param({"expires_in": " 120 "}, {}, 120, False, id="padded-string"),
+        pytest.param({"expires_in": "7.5e2"}, {}, 750, False, id="exponent-string"),
+        pytest.param({"expires_in": None}, {}, 3600, False, id="null"),
+        pytest.param({"expires_in": OMIT}, {}, 3600, False, id="missing"),
+        pytest.param({"expires_in": OMIT}, {"default_lifetime": 900}, 900, False,
+                     id="missing-profile-default"),
+        pytest.param({"expires_in": None}, {"default_lifetime": 42.5}, 42.5, False,
+                     id="null-profile-default"),
+        pytest.param({"expires_in": "soon"}, {}, 3600, False, id="non-numeric-string"),
+        pytest.param({"expires_in": True}, {}, 3600, False, id="boolean"),
+        pytest.param({"expires_in": [3600]}, {}, 3600, False, id="list"),
+        pytest.param({"expires_in": "NaN"}, {}, 3600, False, id="nan-string"),
+        pytest.param({"expires_in": 0}, {}, 3600, True, id="zero"),
+        pytest.param({"expires_in": 0.5}, {}, 3600, True, id="under-a-second"),
+        pytest.param({"expires_in": -5}, {}, 3600, True, id="negative"),
+        pytest.param({"expires_in": 10**9}, {}, 3600, True, id="absurd"),
+        pytest.param({"expires_in": 10**9}, {"default_lifetime": 600}, 600, True,
+                     id="absurd-profile-default"),
+        pytest.param({"expires_in": 366 * 86400}, {}, 366 * 86400, False, id="one-year"),
+    ],
+)
+def test_expires_in(
+    server: EmbeddedServer,
+    write_config: WriteConfig,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, object],
+    profile: dict[str, object],
+    lifetime: float,
+    warns: bool,
+) -> None:
+    session = session_for(server, write_config, clock, extra_profile=profile)
+    server.script(success_response(200, **fields))
+    with caplog.at_level(logging.WARNING, logger="tokenflow.tokens"):
+        token = session.token()
+    assert token.expires_at - clock() == lifetime
+    assert token.obtained_at == clock()
+    warnings = [r for r in caplog.records if r.name == "tokenflow.tokens"]
+    assert bool(warnings) == warns
+    if warns:
+        assert "expires_in" in warnings[0].getMessage()
+        assert token.access_token not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("date_offset", "claims_offset", "fields", "lifetime", "warns"),
+    [
+        pytest.param(0, 1234, {}, 1234, False, id="jwt-exp"),
+        pytest.param(3600, 1234, {}, 1234, False, id="server-clock-an-hour-ahead"),
+        pytest.param(-3600, 1234, {}, 1234, False, id="server-clock-an-hour-behind"),
+        pytest.param(3, 1234, {}, 1237, False, id="small-skew-ignored"),
+        pytest.param(0, 1234, {"expires_in": 60}, 60, False, id="expires-in-wins"),
+        pytest.param(0, -10, {}, 3600, True, id="jwt-already-expired"),
+        pytest.param(0, 10**9, {}, 3600, True, id="jwt-absurd"),
+    ],
+)
+def test_jwt_exp_is_used_when_expires_in_is_missing(
+    tokenflow_server_factory: ServerFactory,
+    write_config: WriteConfig,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    date_offset: float,
+    claims_offset: float,
+    fields: dict[str, object],
+    lifetime: float,
+    warns: bool,
+) -> None:
+    server = tokenflow_server_factory(clock=clock, date_offset=date_offset)
+    session = session_for(server, write_config, clock)
+    server_now = clock() + date_offset  # the server writes exp on its own clock
+    access = jwt({"sub": "alice", "exp": server_now + claims_offset})
+    server.script(success_response(200, access_token=access, **{"expires_in": OMIT, **fields}))
+    with caplog.at_level(logging.WARNING, logger="tokenflow.tokens"):
+        token = session.token()
+    assert token.access_token == access
+    assert token.expires_at - clock() == lifetime
+    assert bool([r for r in caplog.records if r.name == "tokenflow.tokens"]) == warns
+
+
+@pytest.mark.parametrize(
+    "access_token",
+    [
+        pytest.param(jwt({"sub": "alice"}), id="no-exp"),
+        pytest.param(jwt({"exp": "tomorrow"}), id="exp-not-a-number"),
+        pytest.param("a.b.c", id="not-base64-json"),
+        pytest.param("eyJhbGciOiJub25lIn0.W10.", id="claims-not-an-object"),
+    ],
+)
+def test_unusable_jwt_falls_back_to_the_default_lifetime(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, access_token: str
+) -> None:
+    session = session_for(server, write_config, clock, extra_profile={"default_lifetime": 777})
+    server.script(success_response(access_token=access_token, expires_in=OMIT))
+    assert session.token().expires_at - clock() == 777
+
+
+# -- other fields ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("token_type", "expected"),
+    [("bearer", "Bearer"), ("BEARER", "Bearer"), ("Bearer", "Bearer"), (OMIT, "Bearer"),
+     ("", "Bearer"), (None, "Bearer"), ("mac", "mac")],
+)
+def test_token_type(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, token_type: object,
+    expected: str,
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(success_response(token_type=token_type))
+    assert session.token().token_type == expected
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [("read write", "read write"), ("read", "read"), (["read", "write"], "read write"),
+     (OMIT, None), (None, None), (7, None)],
+)
+def test_scope(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, scope: object,
+    expected: str | None,
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(success_response(scope=scope))
+    assert session.token().scope == expected
+
+
+def test_unknown_fields_are_kept_as_extra(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(success_response(jti="abc-123", id_token="x.y.z"))
+    token = session.token()
+    assert token.extra == {"jti": "abc-123", "id_token": "x.y.z"}
+
+
+def test_refresh_reply_without_refresh_token_keeps_the_previous(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    first = session.token()
+    clock.advance(86400)
+    for missing in (OMIT, None, ""):
+        server.script(success_response(refresh_token=missing))
+        token = session.force_refresh()
+        assert token.refresh_token == first.refresh_token
+        assert session.store.load(session.cache_key) == token
+    assert server.counts["refresh_token"] == 3
+
+
+def test_refresh_reply_with_a_new_refresh_token_replaces_it(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    session.token()
+    server.script(success_response(refresh_token="rotated-by-script"))
+    assert session.force_refresh().refresh_token == "rotated-by-script"
+
+
+# -- errors ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("response", "error", "description", "status"),
+    [
+        pytest.param(error_response(400, "invalid_grant", "Bad credentials"), "invalid_grant",
+                     "Bad credentials", 400, id="invalid_grant"),
+        pytest.param(error_response(401, "invalid_client", "Bad client credentials"),
+                     "invalid_client", "Bad client credentials", 401, id="invalid_client-401"),
+        pytest.param(error_response(400, "unsupported_grant_type", "Unsupported grant type: x"),
+                     "unsupported_grant_type", "Unsupported grant type: x", 400,
+                     id="unsupported_grant_type"),
+        pytest.param(ScriptedResponse(400, JSON, b'{"error":"invalid_scope"}'), "invalid_scope",
+                     None, 400, id="no-description"),
+        pytest.param(ScriptedResponse(200, JSON, b'{"error":"invalid_request",'
+                                                 b'"error_description":"missing thing"}'),
+                     "invalid_request", "missing thing", 200, id="200-carrying-error"),
+        pytest.param(ScriptedResponse(200, JSON, b'{"error":"access_denied","access_token":"x1234"}'),
+                     "access_denied", None, 200, id="200-error-and-token"),
+    ],
+)
+def test_oauth_errors(
+    server: EmbeddedServer,
+    write_config: WriteConfig,
+    clock: FakeClock,
+    response: ScriptedResponse,
+    error: str,
+    description: str | None,
+    status: int,
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(response)
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    exc = caught.value
+    assert (exc.error, exc.error_description, exc.status) == (error, description, status)
+    assert error in str(exc)
+    if status == 200:
+        assert "carried an error" in str(exc)
+    assert session.status().expires_at is None  # nothing was stored
+
+
+@pytest.mark.parametrize("invalid_client_status", [401, 400])
+def test_invalid_client_from_the_real_server(
+    tokenflow_server_factory: ServerFactory,
+    write_config: WriteConfig,
+    clock: FakeClock,
+    invalid_client_status: int,
+) -> None:
+    server = tokenflow_server_factory(clock=clock, invalid_client_status=invalid_client_status)
+    text = profile_yaml(server, dialect="rfc6749").replace(server.default_client.secret,
+                                                           "wrong-secret-123")
+    session = tokenflow.load_config(write_config(text)).session("prod", clock=clock)
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    exc = caught.value
+    assert (exc.error, exc.status) == ("invalid_client", invalid_client_status)
+    assert exc.error_description == "Bad client credentials"
+    assert "wrong-secret-123" not in str(exc)
+
+
+def test_error_description_repeating_the_refresh_token_is_scrubbed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    refresh = session.token().refresh_token
+    assert refresh is not None
+    clock.advance(86400)
+    server.script(error_response(400, "invalid_request", f"Cannot use refresh token: {refresh}"))
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    exc = caught.value
+    assert exc.error == "invalid_request"
+    assert exc.error_description == "Cannot use refresh token: ***"
+    assert refresh not in str(exc)
+    assert refresh not in repr(exc.args)
+
+
+def test_non_oauth_5xx_is_a_transport_error_naming_the_status(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    echo = (f"<html><body><h1>502 Bad Gateway</h1><p>upstream failed for /api/oauth/token?"
+            f"username=alice&password=wonderland&client_secret={server.default_client.secret}"
+            f"</p></body></html>").encode()
+    server.fail_next(1, 502, body=echo)
+    with pytest.raises(TransportError) as caught:
+        session.token()
+    exc = caught.value
+    message = str(exc)
+    assert exc.status == 502 and exc.transient
+    assert "HTTP 502" in message and "Bad Gateway" in message
+    assert "wonderland" not in message
+    assert server.default_client.secret not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("response", "kind", "status"),
+    [
+        pytest.param(ScriptedResponse(200, HTML, b"<!DOCTYPE html><html><title>Sign in</title></html>"),
+                     "HTML", 200, id="200-html-login-page"),
+        pytest.param(ScriptedResponse(403, HTML, b"<html><h1>Forbidden by proxy</h1></html>"),
+                     "HTML", 403, id="403-html"),
+        pytest.param(ScriptedResponse(200, {}, b"   <html>no content type</html>"),
+                     "HTML", 200, id="html-by-shape"),
+        pytest.param(ScriptedResponse(200, {"Content-Type": "text/plain"},
+                                      b"Proxy says: service temporarily unavailable"),
+                     "non-JSON", 200, id="200-text"),
+        pytest.param(ScriptedResponse(407, {"Content-Type": "text/plain"}, b"Proxy auth required"),
+                     "non-JSON", 407, id="407-text"),
+        pytest.param(ScriptedResponse(200, JSON, b""), "non-JSON", 200, id="empty-body"),
+        pytest.param(ScriptedResponse(200, JSON, b"[1, 2]"), "non-JSON", 200, id="json-array"),
+        pytest.param(ScriptedResponse(200, JSON, b'{"access_token": "abc'), "non-JSON", 200,
+                     id="truncated-json"),
+    ],
+)
+def test_non_oauth_bodies_are_clear_errors(
+    server: EmbeddedServer,
+    write_config: WriteConfig,
+    clock: FakeClock,
+    response: ScriptedResponse,
+    kind: str,
+    status: int,
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(response)
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    exc = caught.value
+    assert exc.status == status
+    assert f"HTTP {status} with a {kind} body" in str(exc)
+    assert exc.error is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"token_type":"bearer","expires_in":3600,"refresh_token":"r-secret-42"}',
+                     id="missing"),
+        pytest.param(b'{"access_token":"","refresh_token":"r-secret-42"}', id="empty"),
+        pytest.param(b'{"access_token":12345,"refresh_token":"r-secret-42"}', id="number"),
+        pytest.param(b'{"access_token":null,"refresh_token":"r-secret-42"}', id="null"),
+    ],
+)
+def test_success_without_access_token_is_a_failure(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, body: bytes
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(ScriptedResponse(200, JSON, body))
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    message = str(caught.value)
+    assert "without an access_token" in message
+    assert "refresh_token" in message  # the field names help...
+    assert "r-secret-42" not in message  # ...their values never appear
+
+
+def chunked(data: bytes, size: int = 64 * 1024) -> bytes:
+    pieces = [data[i:i + size] for i in range(0, len(data), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_body_over_one_mebibyte_is_refused(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, framing: str
+) -> None:
+    session = session_for(server, write_config, clock)
+    padding = "x" * (MAX_BODY + 10)
+    body = json.dumps({"access_token": "huge-token-1", "padding": padding}).encode()
+    if framing == "chunked":
+        response = ScriptedResponse(200, {**JSON, "Transfer-Encoding": "chunked"}, chunked(body))
+    else:
+        response = ScriptedResponse(200, JSON, body)
+    server.script(response)
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    assert f"over {MAX_BODY} bytes" in str(caught.value)
+    assert caught.value.status == 200
+    # the half-read connection is not reused for the next request
+    token = session.token()
+    assert server.is_valid_access_token(token.access_token)
+
+
+def test_body_of_exactly_one_mebibyte_is_read(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    shell = json.dumps({"access_token": "big-token-1", "padding": ""}).encode()
+    body = shell.replace(b'""', b'"' + b"x" * (MAX_BODY - len(shell)) + b'"')
+    assert len(body) == MAX_BODY
+    server.script(ScriptedResponse(200, JSON, body))
+    assert session.token().access_token == "big-token-1"
+
+
+def test_redirect_is_not_followed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(ScriptedResponse(302, {"Location": server.token_url}, b""))
+    with pytest.raises(TransportError) as caught:
+        session.token()
+    exc = caught.value
+    assert exc.status == 302
+    assert not exc.transient
+    assert "redirect" in str(exc)
+    assert "wonderland" not in str(exc)
+    assert server.counts["token"] == 1  # following it would have sent the password again
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 504])
+def test_retryable_statuses_with_no_retries_are_transient_transport_errors(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, status: int
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(error_response(status, "server_error", "try later"))
+    with pytest.raises(TransportError) as caught:
+        session.token()
+    assert caught.value.status == status
+    assert caught.value.transient
+    assert f"HTTP {status}" in str(caught.value)
+
+
+def test_every_error_is_one_secret_free_line(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    """A proxy echoing the whole request back, on every kind of failure."""
+    session = session_for(server, write_config, clock)
+    secret = server.default_client.secret
+    echo = f"GET /api/oauth/token?username=alice&password=wonderland&client_secret={secret}"
+    responses = [
+        ScriptedResponse(400, {"Content-Type": "text/plain"}, echo.encode()),
+        ScriptedResponse(200, HTML, f"<html>{echo}</html>".encode()),
+        error_response(400, "invalid_request", echo),
+        ScriptedResponse(503, {"Content-Type": "text/plain"}, echo.encode()),
+    ]
+    for response in responses:
+        server.script(response)
+        with pytest.raises(TokenflowError) as caught:
+            session.token()
+        message = str(caught.value)
+        assert "wonderland" not in message and secret not in message, message
+        assert "\n" not in message
+        excerpt = getattr(caught.value, "body_excerpt", "")
+        assert "wonderland" not in excerpt and secret not in excerpt
