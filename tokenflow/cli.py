@@ -130,11 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     logout.add_argument("--revoke", action="store_true", help="revoke it at the server first")
 
     exec_ = sub.add_parser("exec", parents=[common],
+                           usage="tokenflow exec PROFILE [--env-var NAME] [-c PATH] -- CMD [ARG ...]",
                            help="run a command with the token in its environment")
     exec_.add_argument("profile")
     exec_.add_argument("--env-var", default="TOKENFLOW_ACCESS_TOKEN", metavar="NAME",
                        help="variable to put the token in (default TOKENFLOW_ACCESS_TOKEN)")
-    exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG ...]")
+    exec_.set_defaults(cmd=[])  # everything after "--", split off before parsing (see _run)
 
     sub.add_parser("schema", parents=[common],
                    help="print the JSON Schema of profile files (with plugin parts)")
@@ -147,10 +148,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(argv: list[str]) -> int:
     parser = _parser()
+    command: list[str] = []
+    if argv and argv[0] == "exec" and "--" in argv:
+        # the child's argv is everything after the first "--", options and all
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1:]
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    if command:
+        ns.cmd = command
     if ns.verbose:
         _setup_logging(ns.verbose)
     handler = _COMMANDS[ns.command]
@@ -256,8 +264,6 @@ def cmd_exec(ns: argparse.Namespace) -> int:
     import subprocess
 
     cmd = list(ns.cmd)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
     if not cmd:
         _error("exec needs a command after --, e.g. tokenflow exec prod -- curl ...")
         return EXIT_USAGE

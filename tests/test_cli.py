@@ -1,0 +1,583 @@
+"""The ``tokenflow`` command end to end: real subprocesses against the embedded server.
+
+Every command of DESIGN.md section 2, every output format, every exit code (0, 1, 2, 3, 130)
+and the config discovery order, each checked through ``python -m tokenflow`` as users run it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import CliResult, profile_yaml, run_cli, secret_env
+
+from tokenflow import cachefile
+from tokenflow.testing import EmbeddedServer, success_response
+
+WriteConfig = Callable[..., Path]
+ServerFactory = Callable[..., EmbeddedServer]
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def one_line(text: str) -> str:
+    """The single line of *text*; fails when there are more (errors are one line)."""
+    lines = text.splitlines()
+    assert len(lines) == 1, f"expected one line, got {text!r}"
+    return lines[0]
+
+
+def epoch(iso: str) -> float:
+    assert ISO_Z.match(iso), iso
+    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def issued(server: EmbeddedServer, access_token: str) -> tuple[str | None, str, float]:
+    """(username, scope, expires_at) of an access token the server issued."""
+    for token in server.issued_tokens():
+        if token.access_token == access_token:
+            return token.username, token.scope, token.expires_at
+    raise AssertionError("the server did not issue this token")
+
+
+def token_files(cache: Path) -> list[Path]:
+    return sorted((cache / "tokens").glob("*.json"))
+
+
+def rewrite_expiry(path: Path, expires_in: float, lifetime: float = 3600.0) -> None:
+    """Move a cached token's life on, as time passing would (the checksum stays valid)."""
+    data = cachefile.decode(path.read_bytes())
+    data["expires_at"] = time.time() + expires_in
+    data["obtained_at"] = data["expires_at"] - lifetime
+    path.write_bytes(cachefile.encode(data))
+
+
+def table(stdout: str) -> list[list[str]]:
+    """The rows of a table the CLI printed, header first, cells split on runs of spaces."""
+    return [re.split(r"\s{2,}", line.strip()) for line in stdout.splitlines() if line.strip()]
+
+
+def two_profiles(server: EmbeddedServer) -> str:
+    """``prod`` (scope "read write") and ``other`` (extends prod, scope "read")."""
+    return profile_yaml(server) + "  other:\n    extends: prod\n    scope: read\n"
+
+
+@pytest.fixture
+def server(tokenflow_server: EmbeddedServer) -> EmbeddedServer:
+    return tokenflow_server
+
+
+@pytest.fixture
+def config(server: EmbeddedServer, write_config: WriteConfig) -> Path:
+    return write_config(profile_yaml(server))
+
+
+def get_token(config: Path, *extra: str, env: dict[str, str] | None = None) -> CliResult:
+    return run_cli("token", "prod", "-c", str(config), *extra, env=env)
+
+
+# -- token: the five formats ---------------------------------------------------------------------
+def test_token_raw_prints_the_bare_token(server: EmbeddedServer, config: Path) -> None:
+    result = get_token(config, "--format", "raw")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout[:-1]
+    assert result.stdout == token + "\n" and token.strip() == token and token
+    assert server.is_valid_access_token(token)
+    assert server.counts["password"] == 1
+    assert result.stderr == ""
+    # raw is the default format
+    assert run_cli("token", "prod", "-c", str(config)).stdout == result.stdout
+
+
+def test_token_header(server: EmbeddedServer, config: Path) -> None:
+    result = get_token(config, "--format", "header")
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(r"Authorization: Bearer (\S+)\n", result.stdout)
+    assert match is not None, result.stdout
+    assert server.is_valid_access_token(match[1])
+
+
+def test_token_json(server: EmbeddedServer, config: Path) -> None:
+    result = get_token(config, "-f", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"access_token", "token_type", "expires_at", "expires_in", "scope"}
+    assert data["token_type"] == "Bearer"  # Team Server says "bearer"
+    assert data["scope"] == "read write"
+    _user, _scope, server_expiry = issued(server, data["access_token"])
+    assert abs(epoch(data["expires_at"]) - server_expiry) <= 3
+    assert 86_300 <= data["expires_in"] <= 86_400
+    refresh = next(t.refresh_token for t in server.issued_tokens())
+    assert refresh and refresh not in result.stdout
+
+
+@pytest.mark.parametrize("nasty", [False, True], ids=["uuid", "shell-metacharacters"])
+def test_token_env_is_safe_to_eval_in_a_posix_shell(
+    server: EmbeddedServer, config: Path, nasty: bool
+) -> None:
+    expected = None
+    if nasty:  # a token full of what a shell would expand, split or end a quote on
+        expected = "it's $HOME `id` $(id) \"q\" \\ ; * end"
+        server.script(success_response(access_token=expected))
+    script = (
+        f'eval "$({shlex.quote(sys.executable)} -m tokenflow token prod '
+        f'-c {shlex.quote(str(config))} --format env)" || exit 9; '
+        'printf %s "$TOKENFLOW_ACCESS_TOKEN"; printf "|%s" "$TOKENFLOW_EXPIRES_AT"'
+    )
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    token, _, expires_at = done.stdout.partition("|")
+    if expected is None:
+        assert server.is_valid_access_token(token)
+        expected = token
+    assert token == expected
+    assert abs(epoch(expires_at) - (time.time() + 86_399)) < 60
+    # and the raw text is exactly the two export lines
+    lines = get_token(config, "--format", "env").stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("export TOKENFLOW_ACCESS_TOKEN=")
+    assert lines[1] == f"export TOKENFLOW_EXPIRES_AT='{expires_at}'"
+
+
+def test_token_exec_credential_is_a_kubectl_exec_credential(
+    server: EmbeddedServer, config: Path
+) -> None:
+    result = get_token(config, "--format", "exec-credential")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["apiVersion"] == "client.authentication.k8s.io/v1"
+    assert data["kind"] == "ExecCredential"
+    assert set(data) == {"apiVersion", "kind", "status"}
+    assert set(data["status"]) == {"token", "expirationTimestamp"}
+    token = data["status"]["token"]
+    assert server.is_valid_access_token(token)
+    _user, _scope, server_expiry = issued(server, token)
+    assert abs(epoch(data["status"]["expirationTimestamp"]) - server_expiry) <= 3
+
+
+def test_token_unknown_format_is_a_usage_error(config: Path) -> None:
+    result = get_token(config, "--format", "yaml")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_force_refresh_makes_a_new_request(server: EmbeddedServer, config: Path) -> None:
+    first = get_token(config).stdout.strip()
+    second = get_token(config, "--force-refresh")
+    assert second.returncode == 0, second.stderr
+    new = second.stdout.strip()
+    assert new != first
+    assert server.counts["refresh_token"] == 1 and server.counts["password"] == 1
+    assert server.is_valid_access_token(new) and not server.is_valid_access_token(first)
+    assert get_token(config).stdout.strip() == new  # the new token was cached
+    assert server.counts["token"] == 2
+
+
+# -- default profile -----------------------------------------------------------------------------
+def test_default_profile_from_environment(server: EmbeddedServer, write_config: WriteConfig) -> None:
+    path = write_config(two_profiles(server))
+    chosen = run_cli("token", "-c", str(path), env={"TOKENFLOW_PROFILE": "other"})
+    assert chosen.returncode == 0, chosen.stderr
+    assert issued(server, chosen.stdout.strip())[1] == "read"
+    # an explicit name wins over $TOKENFLOW_PROFILE
+    named = run_cli("token", "prod", "-c", str(path), env={"TOKENFLOW_PROFILE": "other"})
+    assert issued(server, named.stdout.strip())[1] == "read write"
+    # two profiles and no choice: an error listing them, and no request
+    before = server.counts["token"]
+    neither = run_cli("token", "-c", str(path))
+    assert neither.returncode == 2
+    line = one_line(neither.stderr)
+    assert line.startswith("tokenflow: error: ") and "other" in line and "prod" in line
+    assert server.counts["token"] == before
+
+
+def test_the_only_profile_is_the_default(server: EmbeddedServer, config: Path) -> None:
+    result = run_cli("token", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert server.is_valid_access_token(result.stdout.strip())
+
+
+# -- validate, profiles, status ------------------------------------------------------------------
+def test_validate_ok(config: Path) -> None:
+    result = run_cli("validate", str(config))
+    assert result.returncode == 0
+    assert result.stdout == "ok: 1 file(s), 1 profile(s): prod\n"
+
+
+def test_validate_reports_every_error_with_its_place(
+    server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    text = profile_yaml(server, extra_server={"dialect": "nosuch"},
+                        extra_profile={"bogus_key": 1})
+    path = write_config(text)
+    result = run_cli("validate", str(path))
+    assert result.returncode == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    source = text.splitlines()
+    for line, needle, json_path in zip(
+        lines, ('"nosuch"', "bogus_key"), ("$.servers.ts.dialect", "$.profiles.prod.bogus_key"),
+        strict=True,
+    ):
+        number = next(i for i, row in enumerate(source, 1) if needle in row)
+        column = source[number - 1].index(needle) + 1
+        assert line.startswith(f"{path}:{number}:{column}: {json_path}: "), line
+    assert "2 error(s)" in result.stderr
+    # -c works for validate as for every command
+    assert run_cli("validate", "-c", str(path)).returncode == 2
+
+
+def test_profiles_lists_every_profile_and_marks_the_default(
+    server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    path = write_config(two_profiles(server))
+    result = run_cli("profiles", "-c", str(path), env={"TOKENFLOW_PROFILE": "other"})
+    assert result.returncode == 0, result.stderr
+    rows = table(result.stdout)
+    assert rows[0][:4] == ["PROFILE", "SERVER", "GRANT", "STORE"]
+    assert sorted(r[0] for r in rows[1:]) == ["other*", "prod"]
+    assert all(r[1:4] == ["ts", "password", "file"] for r in rows[1:])
+    assert server.counts["token"] == 0
+
+
+def test_status_reads_the_cache_without_network(
+    server: EmbeddedServer, write_config: WriteConfig, cache_dir: Path
+) -> None:
+    path = write_config(two_profiles(server))
+    token = run_cli("token", "prod", "-c", str(path)).stdout.strip()
+    server.reset_counts()
+
+    rows = {r[0]: r for r in table(run_cli("status", "-c", str(path)).stdout)[1:]}
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
+    assert rows["prod"][1] == "fresh" and ISO_Z.match(rows["prod"][2])
+    assert rows["prod"][4:] == ["yes", fingerprint, "file"]
+    assert rows["other"][1:] == ["absent", "-", "-", "no", "-", "file"]
+    assert token not in run_cli("status", "-c", str(path)).stdout
+
+    (entry,) = token_files(cache_dir)
+    rewrite_expiry(entry, expires_in=30)
+    assert table(run_cli("status", "prod", "-c", str(path)).stdout)[1][1] == "expiring"
+    rewrite_expiry(entry, expires_in=-30)
+    row = table(run_cli("status", "prod", "-c", str(path)).stdout)[1]
+    assert row[1] == "expired" and row[3] == "expired"
+    assert server.counts["token"] == 0  # status never asks the server
+
+
+# -- logout --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dialect", ["teamserver", "rfc6749"])
+def test_logout_forgets_and_logout_revoke_revokes(
+    server: EmbeddedServer, write_config: WriteConfig, cache_dir: Path, dialect: str
+) -> None:
+    path = write_config(profile_yaml(server, dialect=dialect))
+    first = run_cli("token", "prod", "-c", str(path)).stdout.strip()
+    result = run_cli("logout", "prod", "-c", str(path))
+    assert result.returncode == 0
+    assert result.stderr == "tokenflow: prod: removed\n"
+    assert token_files(cache_dir) == []
+    assert server.is_valid_access_token(first)  # plain logout does not revoke
+    assert server.counts["revoke"] == 0
+
+    second = run_cli("token", "prod", "-c", str(path)).stdout.strip()
+    result = run_cli("logout", "prod", "--revoke", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "tokenflow: prod: revoked and removed\n"
+    assert server.counts["revoke"] == 1
+    assert not server.is_valid_access_token(second)
+    assert token_files(cache_dir) == []
+
+    again = run_cli("logout", "prod", "--revoke", "-c", str(path))
+    assert again.returncode == 0 and again.stderr == "tokenflow: prod: nothing cached\n"
+    assert server.counts["revoke"] == 1
+
+
+# -- exec ----------------------------------------------------------------------------------------
+SHOW_ENV = "import os, sys; print(os.environ.get(sys.argv[1], '<unset>')); sys.exit(int(sys.argv[2]))"
+
+
+def test_exec_puts_the_token_in_the_environment_and_returns_the_exit_code(
+    server: EmbeddedServer, config: Path
+) -> None:
+    result = run_cli("exec", "prod", "-c", str(config), "--",
+                     sys.executable, "-c", SHOW_ENV, "TOKENFLOW_ACCESS_TOKEN", "7")
+    assert result.returncode == 7, result.stderr
+    assert server.is_valid_access_token(result.stdout.strip())
+
+
+@pytest.mark.parametrize("where", ["after-profile", "before-profile", "equals"])
+def test_exec_env_var(server: EmbeddedServer, config: Path, where: str) -> None:
+    options = {
+        "after-profile": ["exec", "prod", "--env-var", "MY_TOKEN", "-c", str(config)],
+        "before-profile": ["exec", "--env-var", "MY_TOKEN", "-c", str(config), "prod"],
+        "equals": ["exec", "prod", "--env-var=MY_TOKEN", f"--config={config}"],
+    }[where]
+    result = run_cli(*options, "--", sys.executable, "-c", SHOW_ENV, "MY_TOKEN", "0")
+    assert result.returncode == 0, result.stderr
+    assert server.is_valid_access_token(result.stdout.strip())
+
+
+def test_exec_usage_errors(config: Path) -> None:
+    missing = run_cli("exec", "prod", "-c", str(config))
+    assert missing.returncode == 2
+    assert one_line(missing.stderr).startswith("tokenflow: error: exec needs a command")
+    absent = run_cli("exec", "prod", "-c", str(config), "--", "no-such-command-tokenflow-test")
+    assert absent.returncode == 127
+    assert "no-such-command-tokenflow-test" in one_line(absent.stderr)
+
+
+def test_exec_child_killed_by_a_signal_exits_like_a_shell(config: Path) -> None:
+    kill = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    result = run_cli("exec", "prod", "-c", str(config), "--", sys.executable, "-c", kill)
+    assert result.returncode == 128 + signal.SIGTERM
+
+
+# -- schema, plugins, demo -----------------------------------------------------------------------
+def test_schema_prints_the_json_schema_with_plugin_parts() -> None:
+    result = run_cli("schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert {"servers", "clients", "profiles", "version"} <= set(schema["properties"])
+    assert '"teamserver"' in result.stdout and '"rfc6749"' in result.stdout  # registered dialects
+
+
+def test_plugins_lists_builtins_required_and_blocked() -> None:
+    result = run_cli("plugins", env={"TOKENFLOW_DISABLE_PLUGINS": "tokenflow.keyring,tokenflow.file_store"})
+    assert result.returncode == 0, result.stderr
+    rows = {r[0]: r for r in table(result.stdout)[1:]}
+    assert rows["tokenflow.file_store"][1:] == ["built-in, required", "store file"]
+    assert rows["tokenflow.rfc6749"][1] == "built-in, required"
+    assert rows["tokenflow.teamserver"][2] == "dialect teamserver"
+    assert rows["tokenflow.keyring"][1] == "blocked by $TOKENFLOW_DISABLE_PLUGINS"
+    assert "tokenflow.env_source" in rows and "tokenflow.logging_sink" in rows
+
+
+def test_demo_fast() -> None:
+    result = run_cli("demo", "--fast", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for word in ("fetched", "refreshed", "refresh_rejected", "reauthenticated", "Demo complete"):
+        assert word in result.stdout
+
+
+# -- exit codes ----------------------------------------------------------------------------------
+def test_wrong_password_exits_1_with_one_line(
+    server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    path = write_config(profile_yaml(server, secrets_inline=False))
+    env = {**secret_env(server), "TS_PASSWORD": "not-the-password"}
+    result = run_cli("token", "prod", "-c", str(path), env=env)
+    assert result.returncode == 1
+    assert re.fullmatch(r"tokenflow: error: .*invalid_grant.*Bad credentials", one_line(result.stderr))
+    assert "not-the-password" not in result.stderr and result.stdout == ""
+
+
+def test_wrong_client_secret_exits_1(server: EmbeddedServer, write_config: WriteConfig) -> None:
+    path = write_config(profile_yaml(server, secrets_inline=False))
+    env = {**secret_env(server), "TS_CLIENT_SECRET": "not-the-secret"}
+    result = run_cli("token", "prod", "-c", str(path), env=env)
+    assert result.returncode == 1
+    assert "invalid_client" in one_line(result.stderr)
+    assert "not-the-secret" not in result.stderr
+
+
+def test_unreachable_server_exits_1(write_config: WriteConfig) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with EmbeddedServer() as template:
+        text = profile_yaml(template)
+    path = write_config(re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", text))
+    result = run_cli("token", "prod", "-c", str(path))
+    assert result.returncode == 1
+    assert f"cannot connect to 127.0.0.1:{port}" in one_line(result.stderr)
+
+
+def test_unknown_profile_exits_2(config: Path) -> None:
+    result = run_cli("token", "nope", "-c", str(config))
+    assert result.returncode == 2
+    assert one_line(result.stderr) == "tokenflow: error: unknown profile 'nope'; profiles: prod"
+
+
+def test_unset_variable_exits_2_at_its_place(
+    server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    text = profile_yaml(server, extra_profile={"scope": "${TF_TEST_UNSET_SCOPE}"})
+    path = write_config(text)
+    number, row = next((i, r) for i, r in enumerate(text.splitlines(), 1) if "TF_TEST_UNSET" in r)
+    column = row.index('"${') + 1
+    result = run_cli("token", "prod", "-c", str(path))
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith(f"tokenflow: error: {path}:{number}:{column}: $.profiles.prod.scope: ")
+    assert "TF_TEST_UNSET_SCOPE" in line and "not set" in line
+    assert server.counts["token"] == 0
+
+
+def test_missing_env_source_exits_2(server: EmbeddedServer, write_config: WriteConfig) -> None:
+    path = write_config(profile_yaml(server, secrets_inline=False))
+    env = secret_env(server)
+    del env["TS_PASSWORD"]
+    result = run_cli("token", "prod", "-c", str(path), env=env)
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("tokenflow: error: ") and "TS_PASSWORD" in line and "not set" in line
+    assert server.counts["token"] == 0
+
+
+def test_missing_secret_file_exits_2(server: EmbeddedServer, write_config: WriteConfig) -> None:
+    path = write_config(profile_yaml(server, extra_profile={"password": "{file: no-such-secret}"}))
+    result = run_cli("token", "prod", "-c", str(path))
+    assert result.returncode == 2
+    assert "no-such-secret" in one_line(result.stderr)
+
+
+def test_malformed_yaml_exits_2_with_file_line_col(write_config: WriteConfig) -> None:
+    path = write_config("version: 1\nservers:\n  ts:\n    token_url: 'https://x.example/token\n")
+    result = run_cli("token", "prod", "-c", str(path))
+    assert result.returncode == 2
+    assert re.fullmatch(rf"tokenflow: error: {re.escape(str(path))}:\d+:\d+: YAML syntax error: .+",
+                        one_line(result.stderr))
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["token", "--bogus"]])
+def test_bad_usage_exits_2(argv: list[str]) -> None:
+    assert run_cli(*argv).returncode == 2
+
+
+BROKEN_STORE = '''
+import contextlib
+from tokenflow import hookimpl
+
+class BrokenStore:
+    def load(self, key):
+        raise RuntimeError("store exploded while loading " + key)
+    def save(self, key, token):
+        pass
+    def delete(self, key):
+        pass
+    def lock(self, key):
+        return contextlib.nullcontext()
+
+@hookimpl
+def tokenflow_register_stores(register):
+    register("broken", lambda options, context: BrokenStore())
+'''
+
+
+def test_a_bug_exits_3_and_writes_a_private_traceback(
+    server: EmbeddedServer, write_config: WriteConfig, tmp_path: Path, cache_dir: Path
+) -> None:
+    (tmp_path / "tf_broken_store.py").write_text(BROKEN_STORE)
+    path = write_config(profile_yaml(server, store="broken"))
+    env = {"PYTHONPATH": str(tmp_path), "TOKENFLOW_PLUGINS": "tf_broken_store"}
+    result = run_cli("token", "prod", "-c", str(path), env=env)
+    assert result.returncode == 3
+    line = one_line(result.stderr)
+    assert "bug" in line and "RuntimeError" in line
+    match = re.search(r"traceback written to (\S+)$", line)
+    assert match is not None, line
+    crash = Path(match[1])
+    assert crash.parent == cache_dir / "crash"
+    assert stat.S_IMODE(crash.stat().st_mode) == 0o600
+    text = crash.read_text()
+    assert text.startswith("Traceback (most recent call last):")
+    assert "RuntimeError: store exploded while loading" in text
+    assert "tf_broken_store.py" in text
+
+
+def test_sigint_during_exec_exits_130(config: Path) -> None:
+    child = "import time; print('ready', flush=True); time.sleep(60)"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokenflow", "exec", "prod", "-c", str(config), "--",
+         sys.executable, "-c", child],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"  # the child runs: tokenflow waits for it
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130
+    assert err == "tokenflow: interrupted\n"
+
+
+def test_sigint_during_a_slow_token_request_exits_130(
+    tokenflow_server_factory: ServerFactory, write_config: WriteConfig, cache_dir: Path
+) -> None:
+    slow = tokenflow_server_factory(latency=3.0)
+    path = write_config(profile_yaml(slow))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokenflow", "token", "prod", "-c", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while slow.counts["token"] == 0:  # wait until the request is at the server
+            assert time.monotonic() < deadline and proc.poll() is None, "no request arrived"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130
+    assert out == "" and err == "tokenflow: interrupted\n"
+    assert token_files(cache_dir) == []
+
+
+# -- config discovery ----------------------------------------------------------------------------
+def listed(result: CliResult) -> list[str]:
+    assert result.returncode == 0, result.stderr
+    return [row[0] for row in table(result.stdout)[1:]]
+
+
+def test_config_discovery_order(server: EmbeddedServer, tmp_path: Path) -> None:
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    (cwd / "tokenflow.yaml").write_text(profile_yaml(server, name="from_cwd"))
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(profile_yaml(server, name="from_env"))
+    flag_file = tmp_path / "flag.yaml"
+    flag_file.write_text(profile_yaml(server, name="from_flag"))
+    user_dir = Path(os.environ["XDG_CONFIG_HOME"]) / "tokenflow"
+    user_dir.mkdir(parents=True)
+    (user_dir / "mine.yaml").write_text(profile_yaml(server, name="from_user_dir"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    env = {"TOKENFLOW_CONFIG": str(env_file)}
+    assert listed(run_cli("profiles", "-c", str(flag_file), env=env, cwd=cwd)) == ["from_flag"]
+    assert listed(run_cli("profiles", env=env, cwd=cwd)) == ["from_env"]
+    assert listed(run_cli("profiles", cwd=cwd)) == ["from_cwd"]
+    assert listed(run_cli("profiles", cwd=elsewhere)) == ["from_user_dir"]
+    # TOKENFLOW_CONFIG holds several paths joined by the OS path separator, merged
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("version: 1\nprofiles:\n  from_extra:\n    extends: from_env\n")
+    both = {"TOKENFLOW_CONFIG": os.pathsep.join([str(env_file), str(extra)])}
+    assert listed(run_cli("profiles", env=both, cwd=elsewhere)) == ["from_env", "from_extra"]
+    # and a token really comes from the discovered file
+    fetched = run_cli("token", cwd=cwd)
+    assert fetched.returncode == 0, fetched.stderr
+    assert server.is_valid_access_token(fetched.stdout.strip())
+
+
+def test_no_config_anywhere_exits_2(tmp_path: Path) -> None:
+    result = run_cli("profiles", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no config found" in one_line(result.stderr)
