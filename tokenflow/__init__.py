@@ -62,7 +62,29 @@ _EXPORTS = {
     "PluginError": "errors",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "CredentialError",
+    "EventKind",
+    "PluginContext",
+    "PluginError",
+    "Profile",
+    "ReauthenticationRequired",
+    "Secret",
+    "StorageError",
+    "Token",
+    "TokenEvent",
+    "TokenRequestError",
+    "TokenSession",
+    "TokenStore",
+    "TokenflowError",
+    "TransportError",
+    "__version__",
+    "config_from_mapping",
+    "hookimpl",
+    "load_config",
+]
 
 
 def __getattr__(name: str) -> object:

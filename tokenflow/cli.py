@@ -68,9 +68,9 @@ def _report_bug(exc: BaseException) -> int:
     import traceback
 
     from . import locations
-    from .redact import scrub
+    from .redact import scrub_traceback
 
-    text = scrub("".join(traceback.format_exception(exc)))
+    text = scrub_traceback("".join(traceback.format_exception(exc)))
     path = os.path.join(locations.cache_dir(), "crash",
                         time.strftime("crash-%Y%m%dT%H%M%SZ.log", time.gmtime()))
     try:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 
 
 class KeyedLocks:
     """A lock per key. Locks are never removed: a process holds few keys, and removing one
-    while another thread waits on it would let two threads in at once."""
+    while another thread waits on it would let two threads in at once.
+
+    After ``fork()`` the child gets fresh locks: a lock some other parent thread held at the
+    moment of the fork would otherwise stay locked in the child for ever.
+    """
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        _instances.add(self)
 
     def __call__(self, key: str) -> threading.Lock:
         """The lock of *key* (use it as a context manager)."""
@@ -20,3 +27,19 @@ class KeyedLocks:
             with self._guard:
                 lock = self._locks.setdefault(key, threading.Lock())
         return lock
+
+    def _reset_after_fork(self) -> None:
+        self._guard = threading.Lock()
+        self._locks = {}
+
+
+_instances: weakref.WeakSet[KeyedLocks] = weakref.WeakSet()
+
+
+def _reset_all() -> None:
+    for instance in list(_instances):
+        instance._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_all)

@@ -10,7 +10,6 @@ typed methods of :class:`PluginHost` (as tox's plugin manager does).
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from . import hookspecs
 from .errors import PluginError
 from .events import TokenEvent
 from .interfaces import Dialect, SecretResolver, StoreFactory
+from .redact import get_logger
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -34,7 +34,7 @@ __all__ = [
     "build_plugin_host",
 ]
 
-log = logging.getLogger("tokenflow.plugins")
+log = get_logger("tokenflow.plugins")
 
 # name -> module; registered in this order, before any third-party plugin
 BUILTIN_PLUGINS: Final[dict[str, str]] = {

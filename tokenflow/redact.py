@@ -170,6 +170,34 @@ _FILTER: Final = ScrubbingFilter()
 _installed: set[str] = set()
 
 
+def get_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with the scrubbing filter attached: every tokenflow module
+    logs through one of these, so its records are clean before any handler (Python's fallback
+    handler included) sees them."""
+    logger = logging.getLogger(name)
+    if name not in _installed:
+        logger.addFilter(_FILTER)
+        _installed.add(name)
+    return logger
+
+
+def scrub_traceback(text: str) -> str:
+    """Scrub a formatted traceback: known secret values everywhere, patterns only in messages.
+
+    Source lines (indented by four spaces) are code such as ``token = session.token()``, which
+    the ``key = value`` pattern would mangle; they hold no secret values, and known values are
+    still removed from them.
+    """
+    pattern = _known_values_pattern()
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("    ") and not line.startswith("     "):
+            lines.append(pattern.sub(MASK, line) if pattern is not None else line)
+        else:
+            lines.append(scrub(line))
+    return "".join(lines)
+
+
 def install_log_filters() -> None:
     """Attach the scrubbing filter to tokenflow's and urllib3's loggers (idempotent).
 

@@ -18,7 +18,6 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,11 +25,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeGuard
 
 from .errors import TokenRequestError
-from .redact import remember_secret, scrub
+from .redact import get_logger, remember_secret, scrub
 
 __all__ = ["Token", "fingerprint", "parse_error_response", "parse_token_response"]
 
-log = logging.getLogger("tokenflow.tokens")
+log = get_logger("tokenflow.tokens")
 
 MAX_SANE_LIFETIME = 366 * 24 * 3600  # over a year is a server bug or a unit mix-up
 SKEW_TOLERANCE = 5.0  # seconds of difference between the server's Date and ours we ignore

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import urllib.request
@@ -46,11 +45,11 @@ from urllib3.util.retry import Retry
 from .errors import TokenRequestError, TransportError
 from .interfaces import HttpRequest
 from .profile import ServerSpec
-from .redact import install_log_filters, scrub
+from .redact import get_logger, install_log_filters, scrub
 
 __all__ = ["MAX_BODY", "HttpResponse", "Transport"]
 
-log = logging.getLogger("tokenflow.transport")
+log = get_logger("tokenflow.transport")
 
 MAX_BODY = 1024 * 1024
 MAX_RETRY_AFTER = 30.0  # seconds; beyond this we fail and let the caller decide
@@ -308,7 +307,9 @@ def _describe_failure(reason: BaseException | None, host: str, retries: int) -> 
     if isinstance(reason, SSLError):
         text = str(reason.args[0] if reason.args else reason)
         hint = ""
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        if "mismatch" in text.lower():
+            hint = f"; the certificate is not valid for {host.rsplit(':', 1)[0]}: check token_url"
+        elif "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             hint = "; if the server uses a private CA, set verify: PATH to its CA bundle"
         detail = scrub(text.split("(_ssl.c")[0].strip("() ")) or "TLS handshake failed"
         return TransportError(f"TLS error talking to {host}: {detail[:200]}{hint}", transient=False)

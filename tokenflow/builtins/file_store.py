@@ -17,7 +17,6 @@ who want the OS to encrypt), protected the way ssh protects keys:
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import tempfile
 import time
@@ -31,9 +30,10 @@ from ..errors import StorageError
 from ..hookspecs import hookimpl
 from ..interfaces import PluginContext, TokenStore
 from ..plugins import StoreRegistrar
+from ..redact import get_logger
 from ..tokens import Token
 
-log = logging.getLogger("tokenflow.store.file")
+log = get_logger("tokenflow.store.file")
 
 LOCK_TIMEOUT = 120.0  # seconds; a refresh holding the lock longer than this is stuck
 STALE_TEMP_AGE = 60.0  # seconds; a write takes milliseconds: an older temp file is a dead writer's
@@ -120,6 +120,7 @@ class FileStore:
     def __init__(self, directory: Path, lock_timeout: float = LOCK_TIMEOUT) -> None:
         self.directory = directory
         self.lock_timeout = lock_timeout
+        self._held: set[str] = set()  # keys whose lock this process holds
 
     def path(self, key: str) -> Path:
         if not key or "/" in key or "\0" in key or key.startswith("."):
@@ -134,7 +135,11 @@ class FileStore:
         except cachefile.UnsafeEntry as exc:
             raise StorageError(str(exc)) from None
         except (cachefile.CorruptEntry, ValueError) as exc:
-            self._quarantine(path, str(exc))
+            # Only the lock holder moves a damaged file aside: a reader without the lock could
+            # otherwise move away a good token a sibling saved after it read the damaged one.
+            # Without the lock the entry is just absent, and the caller takes the lock next.
+            if key in self._held:
+                self._quarantine(path, str(exc))
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -188,9 +193,11 @@ class FileStore:
                 f"another process has held the lock on {path.name} for over "
                 f"{self.lock_timeout:g}s; if none is running, delete {path}.lock"
             ) from None
+        self._held.add(key)
         try:
             yield
         finally:
+            self._held.discard(key)
             lock.release()
 
     def keys(self) -> list[str]:

@@ -11,8 +11,9 @@ import logging
 
 from ..events import EventKind, TokenEvent
 from ..hookspecs import hookimpl
+from ..redact import get_logger
 
-log = logging.getLogger("tokenflow.events")
+log = get_logger("tokenflow.events")
 
 _LEVELS = {
     EventKind.STALE_SERVED: logging.WARNING,
