@@ -21,13 +21,12 @@ The index is valid only while everything it was computed from is unchanged:
 It is keyed by the hash of the config source list, written atomically (temporary file and
 rename), so concurrent writers are safe: the last complete write wins.
 
-Only ``os``, ``sys``, ``json``, ``hashlib`` and ``time`` are imported at module level.
+Only ``os``, ``sys`` and ``time`` are imported at module level: SHA-256 and JSON come from
+:mod:`tokenflow.cachefile`, which avoids hashlib's OpenSSL and the json package's start-up.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import time
@@ -46,7 +45,7 @@ _PLUGIN_ENV = ("TOKENFLOW_PLUGINS", "TOKENFLOW_DISABLE_PLUGINS")
 
 
 def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return str(cachefile.sha256(data).hexdigest())
 
 
 def _file_hash(path: str) -> str | None:
@@ -142,7 +141,7 @@ def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | 
         return None
     try:
         with open(index_path(locations.cache_dir(), sources), "rb") as handle:
-            index = json.loads(handle.read())
+            index = cachefile.loads(handle.read())
         if not _index_is_current(index, locations.config_files(sources)):
             return None
         name = profile or os.environ.get("TOKENFLOW_PROFILE") or index.get("only_profile")
@@ -180,6 +179,7 @@ def write_index(config: Config, sources: Sequence[str]) -> None:
 
 
 def _write_index(config: Config, sources: Sequence[str]) -> None:
+    import json
     from pathlib import Path
 
     from .builtins.file_store import FileStore, ensure_private_dir, write_atomic
@@ -210,6 +210,9 @@ def _write_index(config: Config, sources: Sequence[str]) -> None:
 
             path = str(secret_file_path(spec.options, context(spec.base_dir)))
             hashes[path] = _file_hash(path)
+        elif spec is not None and spec.kind != "literal" and spec.kind in host.sources \
+                and host.sources[spec.kind].cache_key_safe:
+            continue  # a plugin's source keyed by value: the index cannot tell when it changes
         try:
             identity = username_identity(
                 profile, host, lambda s: host.source(s.kind).resolver(s.options, context(s.base_dir))

@@ -1,0 +1,430 @@
+"""The CLI's cache-hit fast path (tokenflow/fastpath.py), proven from the outside.
+
+Which path a run took is read from ``python -X importtime``: the fast path imports none of
+urllib3, PyYAML, jsonschema, pluggy or importlib.metadata, the full path always imports PyYAML and
+the loader. The server's request counts prove the fast path makes no request.
+
+Every subprocess runs in a dedicated, unchanging working directory: ``python -m`` puts the
+working directory on ``sys.path``, whose directories' mtimes are part of the index's validity.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import profile_yaml, secret_env
+
+import tokenflow
+from tokenflow import cachefile, fastpath
+from tokenflow.builtins.file_store import FileStore
+from tokenflow.testing import EmbeddedServer
+
+WriteConfig = Callable[..., Path]
+ServerFactory = Callable[..., EmbeddedServer]
+
+HEAVY = ("urllib3", "yaml", "jsonschema", "pluggy", "importlib.metadata")
+FORMATS = ("raw", "json", "header", "env", "exec-credential")
+
+
+# -- running the CLI and telling the paths apart -------------------------------------------------
+def _imported(stderr: str) -> tuple[set[str], str]:
+    """Module names from ``-X importtime`` lines, and the rest of stderr."""
+    modules: set[str] = set()
+    rest: list[str] = []
+    for line in stderr.splitlines(keepends=True):
+        if line.startswith("import time:"):
+            name = line.rsplit("|", 1)[-1].strip()
+            if name != "imported package":
+                modules.add(name)
+        else:
+            rest.append(line)
+    return modules, "".join(rest)
+
+
+@functools.cache
+def _baseline() -> frozenset[str]:
+    """What the interpreter imports by itself (site, .pth files): not tokenflow's doing."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"],
+                          capture_output=True, text=True, check=True)
+    return frozenset(_imported(done.stderr)[0])
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    modules: set[str]  # imported by this run beyond the interpreter's own start-up
+
+    def imported(self, name: str) -> bool:
+        return any(m == name or m.startswith(name + ".") for m in self.modules)
+
+    @property
+    def fast(self) -> bool:
+        return not any(self.imported(h) for h in HEAVY) and "tokenflow.loader" not in self.modules
+
+    @property
+    def full(self) -> bool:
+        return self.imported("yaml") and "tokenflow.loader" in self.modules
+
+
+class Cli:
+    def __init__(self, cwd: Path, cache: Path) -> None:
+        self.cwd = cwd
+        self.cache = cache
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> Run:
+        full_env = {**os.environ, **(env or {})}
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "tokenflow", *args],
+            env=full_env, cwd=self.cwd, capture_output=True, text=True, timeout=60, check=False,
+        )
+        modules, stderr = _imported(done.stderr)
+        return Run(done.returncode, done.stdout, stderr, modules - _baseline())
+
+    def indexes(self) -> dict[str, Any]:
+        folder = self.cache / "index"
+        return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+    def fast(self, *args: str, env: dict[str, str] | None = None) -> Run:
+        """Run expecting the fast path.
+
+        Installing packages (or other test runs creating files beside an editable install)
+        changes ``sys.path`` directories' mtimes, which rightly invalidates the index; only then
+        is the run retried (the full path just rewrote the index).
+        """
+        for _ in range(3):
+            before = [i.get("plugins") for i in self.indexes().values()]
+            run = self.run(*args, env=env)
+            if run.fast:
+                return run
+            after = [i.get("plugins") for i in self.indexes().values()]
+            if before == after:
+                break
+        heavy = sorted(m for m in run.modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+        raise AssertionError(f"full path taken (imported {heavy}); rc={run.returncode} {run.stderr}")
+
+
+@pytest.fixture
+def cli(tmp_path: Path, cache_dir: Path) -> Cli:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    return Cli(cwd, cache_dir)
+
+
+@pytest.fixture
+def server(tokenflow_server: EmbeddedServer) -> EmbeddedServer:
+    return tokenflow_server
+
+
+@pytest.fixture
+def config(server: EmbeddedServer, write_config: WriteConfig) -> Path:
+    return write_config(profile_yaml(server))
+
+
+def token_files(cache: Path) -> list[Path]:
+    return sorted((cache / "tokens").glob("*.json"))
+
+
+def rewrite_expiry(path: Path, expires_in: float, lifetime: float) -> None:
+    """Move a cached token's life on, as time passing would (the checksum stays valid)."""
+    data = cachefile.decode(path.read_bytes())
+    data["expires_at"] = time.time() + expires_in
+    data["obtained_at"] = data["expires_at"] - lifetime
+    path.write_bytes(cachefile.encode(data))
+
+
+# -- the fast path itself ------------------------------------------------------------------------
+def test_a_cache_hit_imports_nothing_heavy_and_makes_no_request(
+    cli: Cli, server: EmbeddedServer, config: Path
+) -> None:
+    first = cli.run("token", "prod", "-c", str(config))
+    assert first.returncode == 0, first.stderr
+    assert first.full and first.imported("urllib3") and first.imported("pluggy")  # the probe works
+    server.reset_counts()
+
+    second = cli.fast("token", "prod", "-c", str(config))
+    assert second.returncode == 0 and second.stderr == ""
+    assert second.stdout == first.stdout
+    assert "tokenflow.fastpath" in second.modules
+    assert server.counts["token"] == 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_fast_path_prints_what_the_full_path_prints(
+    cli: Cli, server: EmbeddedServer, config: Path, fmt: str
+) -> None:
+    fetched = cli.run("token", "prod", "-c", str(config), "--format", fmt)
+    assert fetched.returncode == 0, fetched.stderr
+    full = cli.run("token", "prod", "-c", str(config), "--format", fmt, "-v")  # -v: full path
+    assert full.full and full.returncode == 0
+    fast = cli.fast("token", "prod", "-c", str(config), "--format", fmt)
+    assert server.counts["token"] == 1
+    if fmt == "json":  # expires_in counts down between the runs
+        full_data, fast_data, fetched_data = (json.loads(r.stdout) for r in (full, fast, fetched))
+        assert abs(full_data.pop("expires_in") - fast_data.pop("expires_in")) <= 5
+        fetched_data.pop("expires_in")
+        assert full_data == fast_data == fetched_data
+    else:
+        assert full.stdout == fast.stdout == fetched.stdout
+
+
+def test_the_only_profile_and_tokenflow_profile_on_the_fast_path(
+    cli: Cli, server: EmbeddedServer, config: Path
+) -> None:
+    token = cli.run("token", "-c", str(config)).stdout
+    assert cli.fast("token", "-c", str(config)).stdout == token
+    assert cli.fast("token", "-c", str(config), env={"TOKENFLOW_PROFILE": "prod"}).stdout == token
+    # $TOKENFLOW_PROFILE naming another profile is not answered with the only one
+    other = cli.run("token", "-c", str(config), env={"TOKENFLOW_PROFILE": "staging"})
+    assert other.returncode == 2 and other.full
+    assert "unknown profile 'staging'" in other.stderr
+
+
+# -- invalidation --------------------------------------------------------------------------------
+def test_config_change_invalidates(cli: Cli, server: EmbeddedServer, config: Path) -> None:
+    token = cli.run("token", "prod", "-c", str(config)).stdout
+    cli.fast("token", "prod", "-c", str(config))
+    with config.open("a") as handle:
+        handle.write("# a comment changes the content, not the meaning\n")
+    after = cli.run("token", "prod", "-c", str(config))
+    assert after.full and after.stdout == token
+    assert cli.fast("token", "prod", "-c", str(config)).stdout == token
+    # a change of meaning: another scope is another token
+    with config.open("a") as handle:
+        handle.write("    scope: read\n")
+    changed = cli.run("token", "prod", "-c", str(config))
+    assert changed.full and changed.returncode == 0
+    assert changed.stdout != token
+    assert server.counts["password"] == 2
+
+
+def test_a_variable_used_by_the_config_invalidates(
+    cli: Cli, server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    path = write_config(profile_yaml(server, extra_profile={"scope": "${TF_TEST_SCOPE}"}))
+    read = cli.run("token", "prod", "-c", str(path), env={"TF_TEST_SCOPE": "read"})
+    assert read.returncode == 0, read.stderr
+    cli.fast("token", "prod", "-c", str(path), env={"TF_TEST_SCOPE": "read"})
+    write = cli.run("token", "prod", "-c", str(path), env={"TF_TEST_SCOPE": "write"})
+    assert write.full and write.returncode == 0
+    assert write.stdout != read.stdout
+    scopes = {t.access_token: t.scope for t in server.issued_tokens()}
+    assert scopes[write.stdout.strip()] == "write" and scopes[read.stdout.strip()] == "read"
+
+
+def test_an_env_username_change_invalidates(
+    cli: Cli, tokenflow_server_factory: ServerFactory, write_config: WriteConfig, cache_dir: Path
+) -> None:
+    server = tokenflow_server_factory(accounts={"alice": "pw-alice", "bob": "pw-bob"})
+    path = write_config(profile_yaml(server, secrets_inline=False))
+    alice = {**secret_env(server), "TS_USER": "alice", "TS_PASSWORD": "pw-alice"}
+    bob = {**secret_env(server), "TS_USER": "bob", "TS_PASSWORD": "pw-bob"}
+    first = cli.run("token", "prod", "-c", str(path), env=alice)
+    assert first.returncode == 0, first.stderr
+    cli.fast("token", "prod", "-c", str(path), env=alice)
+    second = cli.run("token", "prod", "-c", str(path), env=bob)
+    assert second.full and second.returncode == 0
+    users = {t.access_token: t.username for t in server.issued_tokens()}
+    assert users[first.stdout.strip()] == "alice" and users[second.stdout.strip()] == "bob"
+    assert len(token_files(cache_dir)) == 2  # two identities, two token files
+    assert cli.fast("token", "prod", "-c", str(path), env=bob).stdout == second.stdout
+
+
+def test_tokenflow_profile_selects_another_profile(
+    cli: Cli, server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    path = write_config(profile_yaml(server) + "  other:\n    extends: prod\n    scope: read\n")
+    prod = cli.run("token", "-c", str(path), env={"TOKENFLOW_PROFILE": "prod"}).stdout
+    assert cli.fast("token", "-c", str(path), env={"TOKENFLOW_PROFILE": "prod"}).stdout == prod
+    other = cli.run("token", "-c", str(path), env={"TOKENFLOW_PROFILE": "other"})
+    assert other.returncode == 0 and other.stdout != prod
+    assert {t.access_token: t.scope for t in server.issued_tokens()}[other.stdout.strip()] == "read"
+    assert cli.fast("token", "-c", str(path), env={"TOKENFLOW_PROFILE": "other"}).stdout == other.stdout
+    assert cli.fast("token", "-c", str(path), env={"TOKENFLOW_PROFILE": "prod"}).stdout == prod
+    # two profiles and no choice: the fast path does not guess, the full path says why
+    neither = cli.run("token", "-c", str(path))
+    assert neither.returncode == 2 and neither.full
+    assert server.counts["password"] == 2
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime", "refreshes"),
+    [
+        (120, 3600, False),  # outside the 60 s margin
+        (30, 3600, True),  # inside it
+        (-10, 3600, True),  # expired
+        (58, 100, False),  # the margin is capped at half the 100 s lifetime: 50 s
+        (40, 100, True),
+    ],
+)
+def test_refresh_margin(
+    cli: Cli, server: EmbeddedServer, config: Path, cache_dir: Path,
+    expires_in: float, lifetime: float, refreshes: bool,
+) -> None:
+    old = cli.run("token", "prod", "-c", str(config)).stdout
+    (entry,) = token_files(cache_dir)
+    rewrite_expiry(entry, expires_in, lifetime)
+    server.reset_counts()
+    if not refreshes:
+        assert cli.fast("token", "prod", "-c", str(config)).stdout == old
+        assert server.counts["token"] == 0
+        return
+    run = cli.run("token", "prod", "-c", str(config))
+    assert run.full and run.returncode == 0, run.stderr
+    assert server.counts["token"] == server.counts["refresh_token"] == 1
+    assert run.stdout != old and server.is_valid_access_token(run.stdout.strip())
+    assert cli.fast("token", "prod", "-c", str(config)).stdout == run.stdout
+    assert server.counts["token"] == 1
+
+
+def test_a_corrupt_token_file_is_quarantined_by_the_full_path(
+    cli: Cli, server: EmbeddedServer, config: Path, cache_dir: Path
+) -> None:
+    cli.run("token", "prod", "-c", str(config))
+    (entry,) = token_files(cache_dir)
+    entry.write_bytes(b'{"format": 1, "checksum": "sha256:00", "tok')
+    run = cli.run("token", "prod", "-c", str(config))
+    assert run.full and run.returncode == 0
+    assert "damaged" in run.stderr
+    assert server.counts["password"] == 2
+    assert server.is_valid_access_token(run.stdout.strip())
+    assert len(list(entry.parent.glob(f"{entry.name}.corrupt-*"))) == 1
+    assert cli.fast("token", "prod", "-c", str(config)).stdout == run.stdout
+
+
+def test_a_group_writable_token_file_is_refused(
+    cli: Cli, server: EmbeddedServer, config: Path, cache_dir: Path
+) -> None:
+    cli.run("token", "prod", "-c", str(config))
+    (entry,) = token_files(cache_dir)
+    entry.chmod(0o660)
+    server.reset_counts()
+    run = cli.run("token", "prod", "-c", str(config))
+    assert run.full and run.returncode == 1 and run.stdout == ""
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("tokenflow: error: refusing to read ") and "writable by group" in line
+    assert server.counts["token"] == 0
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o660  # left for the user to inspect
+
+
+def test_verbose_and_force_refresh_take_the_full_path(
+    cli: Cli, server: EmbeddedServer, config: Path
+) -> None:
+    token = cli.run("token", "prod", "-c", str(config)).stdout
+    verbose = cli.run("token", "prod", "-c", str(config), "-v")
+    assert verbose.full and verbose.stdout == token
+    assert server.counts["token"] == 1
+    forced = cli.run("token", "prod", "-c", str(config), "--force-refresh")
+    assert forced.full and forced.stdout != token
+    assert server.counts["refresh_token"] == 1
+
+
+# -- argument parsing ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["token"], (None, "raw", [])),
+        (["token", "prod"], ("prod", "raw", [])),
+        (["token", "prod", "--format", "json"], ("prod", "json", [])),
+        (["token", "-f", "header", "prod"], ("prod", "header", [])),
+        (["token", "--format=env"], (None, "env", [])),
+        (["token", "--format", "raw", "--format", "exec-credential"], (None, "exec-credential", [])),
+        (["token", "-c", "a.yaml", "--config", "b", "--config=c", "p"], ("p", "raw", ["a.yaml", "b", "c"])),
+    ],
+)
+def test_parse_args_accepts(argv: list[str], expected: tuple[str | None, str, list[str]]) -> None:
+    assert fastpath._parse_args(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [], ["status"], ["-c", "x.yaml", "token"], ["token", "--force-refresh"], ["token", "-v"],
+        ["token", "--verbose"], ["token", "-h"], ["token", "--help"], ["token", "a", "b"],
+        ["token", "--format"], ["token", "-c"], ["token", "--format", "yaml"],
+        ["token", "--format=bogus"], ["token", "--"], ["token", "-fjson"],
+    ],
+)
+def test_parse_args_leaves_everything_else_to_the_full_cli(argv: list[str]) -> None:
+    assert fastpath._parse_args(argv) is None
+
+
+# -- the index -----------------------------------------------------------------------------------
+def test_index_paths_agree_with_the_full_path(
+    cli: Cli, server: EmbeddedServer, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, account = server.default_client, server.default_account
+    command = json.dumps([sys.executable, "-c", f"print({account.username!r})"])
+    text = f"""\
+        version: 1
+        servers:
+          ts: {{token_url: "{server.token_url}", dialect: teamserver, retries: 0}}
+        clients:
+          app: {{client_id: "{client.client_id}", client_secret: "{client.secret}"}}
+        profiles:
+          base: {{abstract: true, server: ts, client: app, grant: password,
+                 password: "{account.password}"}}
+          prod: {{extends: base, username: {account.username}}}
+          staging: {{extends: prod, scope: read}}
+          twin: {{extends: prod}}
+          from_file: {{extends: base, username: {{file: user.txt}}}}
+          from_command: {{extends: base, username: {{command: {command}}}}}
+          from_env: {{extends: base, username: {{env: TF_TEST_USER}}}}
+          own_dir: {{extends: staging, store: {{file: {{path: my-tokens}}}}}}
+          in_memory: {{extends: prod, store: memory}}
+        """
+    path = write_config(text)
+    (path.parent / "user.txt").write_text(account.username + "\n")
+    env = {"TF_TEST_USER": account.username}
+    monkeypatch.setenv("TF_TEST_USER", account.username)
+
+    first = cli.run("token", "prod", "-c", str(path), env=env)
+    assert first.returncode == 0, first.stderr
+    ((_name, index),) = cli.indexes().items()
+    config = tokenflow.load_config(path)
+    on_file = sorted(n for n, p in config.profiles.items() if p.store.name == "file")
+    assert sorted(index["profiles"]) == on_file  # no abstract base, no memory store
+    assert "in_memory" not in index["profiles"] and "base" not in index["profiles"]
+    for name in on_file:
+        session = config.session(name)
+        assert isinstance(session.store, FileStore)
+        assert index["profiles"][name]["token_path"] == str(session.store.path(session.cache_key)), name
+    assert index["profiles"]["own_dir"]["token_path"].startswith(str(path.parent / "my-tokens"))
+    # one identity, one token file: prod, twin, from_file, from_env share theirs
+    shared = {index["profiles"][n]["token_path"] for n in ("prod", "twin", "from_file", "from_env")}
+    assert len(shared) == 1
+
+    for name in on_file:  # each profile's token lands where the index says, and is then fast
+        run = cli.run("token", name, "-c", str(path), env=env)
+        assert run.returncode == 0, (name, run.stderr)
+        assert Path(index["profiles"][name]["token_path"]).is_file()
+        assert cli.fast("token", name, "-c", str(path), env=env).stdout == run.stdout
+
+
+def test_index_is_private_and_holds_no_secret(
+    cli: Cli, server: EmbeddedServer, config: Path, cache_dir: Path
+) -> None:
+    assert cli.run("token", "prod", "-c", str(config)).returncode == 0
+    (index,) = (cache_dir / "index").glob("*.json")
+    assert index.parent == cache_dir / "index"
+    assert stat.S_IMODE(index.stat().st_mode) == 0o600
+    assert stat.S_IMODE(index.parent.stat().st_mode) == 0o700
+    text = index.read_text()
+    (issued,) = server.issued_tokens()
+    secrets = [server.default_account.password, server.default_client.secret,
+               issued.access_token, issued.refresh_token]
+    for secret in secrets:
+        assert secret and secret not in text
+    assert json.loads(text)["profiles"]["prod"]["token_path"] == str(token_files(cache_dir)[0])
