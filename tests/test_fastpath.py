@@ -100,16 +100,16 @@ class Cli:
     def fast(self, *args: str, env: dict[str, str] | None = None) -> Run:
         """Run expecting the fast path.
 
-        Installing packages (or other test runs creating files beside an editable install)
-        changes ``sys.path`` directories' mtimes, which rightly invalidates the index; only then
-        is the run retried (the full path just rewrote the index).
+        Installing packages (for example another test building a virtual environment) changes
+        the mtimes of directories holding distributions, which rightly invalidates the index;
+        only then is the run retried (the full path just rewrote the index).
         """
         for _ in range(3):
-            before = [i.get("plugins") for i in self.indexes().values()]
+            before = [i.get("plugin_dirs") for i in self.indexes().values()]
             run = self.run(*args, env=env)
             if run.fast:
                 return run
-            after = [i.get("plugins") for i in self.indexes().values()]
+            after = [i.get("plugin_dirs") for i in self.indexes().values()]
             if before == after:
                 break
         heavy = sorted(m for m in run.modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
@@ -159,6 +159,32 @@ def test_a_cache_hit_imports_nothing_heavy_and_makes_no_request(
     assert second.stdout == first.stdout
     assert "tokenflow.fastpath" in second.modules
     assert server.counts["token"] == 0
+
+
+def test_files_appearing_in_the_working_directory_keep_the_fast_path(
+    cli: Cli, server: EmbeddedServer, config: Path
+) -> None:
+    """``python -m`` puts the working directory on sys.path; it holds no installed plugin."""
+    assert cli.run("token", "prod", "-c", str(config)).returncode == 0
+    (cli.cwd / "new-file.txt").write_text("x")
+    (cli.cwd / "new-dir").mkdir()
+    run = cli.fast("token", "prod", "-c", str(config))
+    assert run.returncode == 0 and run.fast
+
+
+def test_a_new_distribution_on_the_search_path_invalidates(
+    cli: Cli, server: EmbeddedServer, config: Path, tmp_path: Path
+) -> None:
+    """An entry-point plugin arrives as a *.dist-info directory: the index must notice."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "placeholder-1.0.dist-info").mkdir()
+    env = {"PYTHONPATH": str(site)}
+    assert cli.run("token", "prod", "-c", str(config), env=env).returncode == 0
+    assert cli.fast("token", "prod", "-c", str(config), env=env).fast
+    (site / "newplugin-1.0.dist-info").mkdir()
+    os.utime(site, ns=(1, 1))  # a different mtime even on coarse-grained file systems
+    assert cli.run("token", "prod", "-c", str(config), env=env).full
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -25,6 +25,7 @@ while a laptop sleeps, and tokens keep expiring meanwhile.
 from __future__ import annotations
 
 import enum
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -180,15 +181,17 @@ class TokenSession:
             store = entry.factory(profile.store.options, self._context(profile.store.base_dir))
         self.store = store
         self._transport: Any = None
-        # (token, refresh_at): read without a lock on the hot path; replaced atomically
-        self._fresh: tuple[Token, float] | None = None
+        # The hot path reads these two without a lock. Writers set the token first and the
+        # deadline second, so a reader that sees a deadline in the future sees a token at
+        # least as new as the one it belongs to; forgetting only moves the deadline.
+        self._fresh_token: Token | None = None
+        self._fresh_until = -math.inf
 
     # -- the hot path --------------------------------------------------------------------------
     def token(self) -> Token:
         """A token that is fresh now: from memory, from the store, refreshed or fetched."""
-        fresh = self._fresh
-        if fresh is not None and self._clock() < fresh[1]:
-            return fresh[0]
+        if self._clock() < self._fresh_until:
+            return self._fresh_token  # type: ignore[return-value]  # set before the deadline
         return self._obtain(force=False)
 
     def headers(self) -> dict[str, str]:
@@ -202,7 +205,8 @@ class TokenSession:
     # -- the state machine ---------------------------------------------------------------------
     def _remember(self, token: Token, until: float | None = None) -> Token:
         refresh_at = token.refresh_at(self.profile.refresh_margin)
-        self._fresh = (token, refresh_at if until is None else min(until, token.expires_at))
+        self._fresh_token = token
+        self._fresh_until = refresh_at if until is None else min(until, token.expires_at)
         return token
 
     def _obtain(self, *, force: bool) -> Token:
@@ -210,9 +214,9 @@ class TokenSession:
         try:
             with self._lock:
                 if not force:
-                    fresh = self._fresh
-                    if fresh is not None and self._clock() < fresh[1]:
-                        return fresh[0]  # another thread did the work while we waited
+                    fresh = self._fresh_token
+                    if fresh is not None and self._clock() < self._fresh_until:
+                        return fresh  # another thread did the work while we waited
                     token = self.store.load(self.cache_key)
                     if classify(token, self._clock(), self.profile.refresh_margin) is State.FRESH:
                         assert token is not None
@@ -382,7 +386,7 @@ class TokenSession:
                 except TokenflowError as exc:
                     failure = exc
             self.store.delete(self.cache_key)
-            self._fresh = None
+            self._fresh_until = -math.inf
             if token is not None:
                 self._emit(EventKind.DELETED, token, started)
             if failure is not None:

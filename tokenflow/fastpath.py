@@ -61,14 +61,38 @@ def _env_hash(name: str) -> str | None:
     return None if value is None else _sha256(value.encode("utf-8", "surrogateescape"))
 
 
-def _plugin_environment() -> list[Any]:
-    """What decides which plugins exist: ``sys.path`` and its directories' mtimes."""
-    marks: list[Any] = []
-    for entry in sys.path:
+def _search_path() -> list[str]:
+    """``sys.path`` without the script's own directory.
+
+    ``sys.path[0]`` is the venv's ``bin`` for the console script and the working directory for
+    ``python -m tokenflow``; it differs between the two and holds no installed distribution, so
+    keeping it would make them invalidate each other's index (and every new file in the working
+    directory would too). With ``-P``/``-I`` Python does not add it.
+    """
+    return [p for p in (sys.path if sys.flags.safe_path else sys.path[1:]) if p]
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _distribution_dirs() -> dict[str, int | None]:
+    """The search-path directories that hold installed distributions, with their mtimes.
+
+    Installing, upgrading or removing a package adds or removes a ``*.dist-info`` directory,
+    which changes its parent's mtime: that is how a new entry-point plugin is noticed.
+    """
+    marks: dict[str, int | None] = {}
+    for entry in _search_path():
         try:
-            marks.append([entry, os.stat(entry or ".").st_mtime_ns])
+            names = os.listdir(entry)
         except OSError:
-            marks.append([entry, None])
+            continue
+        if any(n.endswith((".dist-info", ".egg-info", ".egg-link")) for n in names):
+            marks[entry] = _mtime(entry)
     return marks
 
 
@@ -96,7 +120,9 @@ def _index_is_current(index: dict[str, Any], files: list[str]) -> bool:
     for name, digest in index.get("env", {}).items():
         if _env_hash(name) != digest:
             return False
-    return index.get("plugins") == _plugin_environment()
+    if index.get("search_path") != _search_path():
+        return False
+    return all(_mtime(path) == mark for path, mark in index.get("plugin_dirs", {}).items())
 
 
 def _parse_args(argv: Sequence[str]) -> tuple[str | None, str, list[str]] | None:
@@ -229,7 +255,8 @@ def _write_index(config: Config, sources: Sequence[str]) -> None:
         "files": files,
         "hashes": hashes,
         "env": {n: _env_hash(n) for n in sorted(env_names)},
-        "plugins": _plugin_environment(),
+        "search_path": _search_path(),
+        "plugin_dirs": _distribution_dirs(),
         "only_profile": next(iter(config.profiles)) if len(config.profiles) == 1 else None,
         "profiles": profiles,
     }
