@@ -47,7 +47,7 @@ from .keyedlocks import KeyedLocks
 from .plugins import PluginHost
 from .profile import Profile, SecretSpec
 from .redact import Secret
-from .tokens import Token, fingerprint, parse_token_response
+from .tokens import Token, parse_token_response
 
 __all__ = [
     "REFUSED_REFRESH_ERRORS",
@@ -412,9 +412,11 @@ class TokenSession:
         self._emit(EventKind.REVOKED, token, started)
 
     def close(self) -> None:
-        """Close the connection pool (the session stays usable; a new pool opens on demand)."""
-        if self._transport is not None:
-            self._transport.close()
+        """Close the connection pool (the session stays usable: the next request opens a new
+        one, reading the proxy variables afresh)."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
 
     # -- events --------------------------------------------------------------------------------
     def _emit(
@@ -432,7 +434,7 @@ class TokenSession:
             kind=kind,
             profile=self.profile.name,
             cache_key=self.cache_key,
-            fingerprint=fingerprint(token.access_token) if token is not None else None,
+            fingerprint=token.fingerprint if token is not None else None,
             duration=time.perf_counter() - started,
             error=error,
             detail=detail,

@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 from typing import Final
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "MASK",
@@ -47,6 +48,7 @@ _AUTH_RE: Final = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<sp>\s+)(?P<val>
 # Team Server revocation puts the access token in the path: /api/revoketoken/<token>
 _REVOKE_PATH_RE: Final = re.compile(r"(?i)(?P<key>/revoketoken/)(?P<val>[^/?\s\"']+)")
 
+_URL_SAFE: Final = re.compile(r"[A-Za-z0-9._~-]+")
 _MIN_REMEMBERED = 4  # shorter values would scrub ordinary words out of messages
 
 _MAX_TRANSIENT = 256  # tokens rotate; remembering every one forever would grow without bound
@@ -69,9 +71,8 @@ def remember_secret(value: str, *, pinned: bool = True) -> None:
     global _known_changed
     if len(value) < _MIN_REMEMBERED or value in _pinned or (not pinned and value in _transient):
         return
-    from urllib.parse import quote, quote_plus
-
-    forms = {value, quote(value, safe=""), quote_plus(value)}
+    # the URL-encoded forms appear in query strings and form bodies (tokens seldom need them)
+    forms = {value} if _URL_SAFE.fullmatch(value) else {value, quote(value, safe=""), quote_plus(value)}
     with _known_lock:
         for form in forms:
             if pinned:

@@ -59,6 +59,7 @@ class Token:
     refresh_token: str | None = field(default=None, repr=False)
     scope: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         remember_secret(self.access_token, pinned=False)
@@ -79,8 +80,12 @@ class Token:
 
     @property
     def fingerprint(self) -> str:
-        """See :func:`fingerprint`."""
-        return fingerprint(self.access_token)
+        """See :func:`fingerprint` (computed once: every event of this token carries it)."""
+        cached: str | None = self._fingerprint
+        if cached is None:
+            cached = fingerprint(self.access_token)
+            object.__setattr__(self, "_fingerprint", cached)
+        return cached
 
     def expires_in(self, now: float) -> float:
         """Seconds left at *now* (negative once expired)."""
@@ -259,7 +264,6 @@ def parse_token_response(
             f"(fields: {', '.join(sorted(map(str, data))) or 'none'})",
             status=status,
         )
-    remember_secret(access, pinned=False)
     token_type = data.get("token_type")
     if not isinstance(token_type, str) or not token_type:
         token_type = "Bearer"  # widely omitted; bearer is the only type in use

@@ -9,6 +9,7 @@ secret) always sends its ``client_id`` in the body. Revocation is RFC 7009.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping
 from urllib.parse import quote_plus, urlencode
 
@@ -20,6 +21,7 @@ from ..tokens import Token
 FORM = "application/x-www-form-urlencoded"
 
 
+@functools.lru_cache(maxsize=32)  # one value per client: no need to re-encode every request
 def basic_authorization(client_id: str, client_secret: str) -> str:
     """The ``Authorization`` header value of RFC 6749 section 2.3.1."""
     pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
