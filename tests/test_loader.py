@@ -707,7 +707,12 @@ def test_verify_path_is_relative_to_the_file(
     assert where(found) == [(4, 13, "$.servers.s.verify")]
     assert found[0].message == f"CA bundle {path.parent / 'certs' / 'ca.pem'} does not exist"
     (path.parent / "certs").mkdir()
-    (path.parent / "certs" / "ca.pem").write_text("beside the file")
+    (path.parent / "certs" / "ca.pem").write_text("beside the file, but no certificate")
+    found = issues_of(path)
+    assert found[0].message == f"CA bundle {path.parent / 'certs' / 'ca.pem'} holds no PEM certificate"
+    import trustme
+
+    trustme.CA().cert_pem.write_to_path(str(path.parent / "certs" / "ca.pem"))
     server = load_config(path).profiles["p"].server
     assert server.verify == str(path.parent / "certs" / "ca.pem")
     for value in ("false", "true"):

@@ -561,9 +561,14 @@ def test_entry_point_plugins_are_loaded_and_can_be_disabled(
 def test_entry_point_that_cannot_load(plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_distribution(plugin_dir, "x", "ghost", target="tokenflow_ghost_module_xyz")
     monkeypatch.syspath_prepend(str(plugin_dir))
-    with pytest.raises(PluginError, match=r"cannot load a tokenflow entry point: "
-                                          r"ModuleNotFoundError: .*tokenflow_ghost_module_xyz"):
+    with pytest.raises(
+        PluginError,
+        match=r"cannot load entry point 'ghost' \(tokenflow_ghost_module_xyz\) of fake-tokenflow-plugin"
+              r".*ModuleNotFoundError: .*tokenflow_ghost_module_xyz.*TOKENFLOW_DISABLE_PLUGINS=ghost",
+    ):
         build_plugin_host()
+    monkeypatch.setenv("TOKENFLOW_DISABLE_PLUGINS", "ghost")  # the way out the message names
+    assert "ghost" not in [p.name for p in build_plugin_host().plugins()]
 
 
 # -- option schemas ------------------------------------------------------------------------------

@@ -445,6 +445,23 @@ def _known(names: Mapping[str, Any]) -> str:
     return f"; known: {', '.join(sorted(names))}" if names else ""
 
 
+def _ca_bundle_problem(bundle: Path) -> str | None:
+    """Why *bundle* cannot serve as ``verify: PATH`` (found now, not at the first request)."""
+    if not bundle.exists():
+        return "does not exist"
+    if bundle.is_dir():
+        return "is a directory; give a PEM file of CA certificates"
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=str(bundle))
+    except (ssl.SSLError, ValueError):
+        return "holds no PEM certificate"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return None
+
+
 def _is_loopback_url(url: str) -> bool:
     from urllib.parse import urlsplit
 
@@ -487,8 +504,9 @@ class _ModelBuilder:
             bundle = Path(verify).expanduser()
             if not bundle.is_absolute():
                 bundle = doc.base_dir / bundle
-            if not bundle.exists():
-                self.issues.append(doc.issue((*base, "verify"), f"CA bundle {bundle} does not exist"))
+            problem = _ca_bundle_problem(bundle)
+            if problem:
+                self.issues.append(doc.issue((*base, "verify"), f"CA bundle {bundle} {problem}"))
                 ok = False
             verify = str(bundle)
         if not ok:

@@ -280,6 +280,30 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         raise PluginError(f"plugin {name!r} is invalid: {' '.join(str(exc).split())}") from exc
 
 
+def _load_entry_points(pm: pluggy.PluginManager, origins: dict[str, str]) -> None:
+    """Register the ``tokenflow`` entry points (what pluggy's loader does, but a failure names
+    the entry point and its distribution, so the user knows what to uninstall or fix)."""
+    import importlib.metadata
+
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or pm.get_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            where = f"{dist.metadata['name']} {dist.version}"
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"cannot load entry point {ep.name!r} ({ep.value}) of {where}: "
+                    f"{type(exc).__name__}: {exc}; uninstall it or block it with "
+                    f"TOKENFLOW_DISABLE_PLUGINS={ep.name}"
+                ) from exc
+            if pm.is_registered(plugin):
+                continue  # the same module under two names
+            _register(pm, plugin, ep.name)
+            origins[ep.name] = f"entry point ({where})"
+
+
 def build_plugin_host(extra_plugins: Iterable[object] = ()) -> PluginHost:
     """Build a plugin host: built-ins, entry points, ``$TOKENFLOW_PLUGINS``, then *extra_plugins*.
 
@@ -296,14 +320,7 @@ def build_plugin_host(extra_plugins: Iterable[object] = ()) -> PluginHost:
         pm.set_blocked(name)
     for name, module_name in BUILTIN_PLUGINS.items():
         _register_module(pm, name, module_name, origins, "built-in")
-    try:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    except Exception as exc:
-        raise PluginError(f"cannot load a tokenflow entry point: {type(exc).__name__}: {exc}") from exc
-    for plugin, dist in pm.list_plugin_distinfo():
-        plugin_name = pm.get_name(plugin)
-        if plugin_name is not None:
-            origins[plugin_name] = f"entry point ({dist.project_name} {dist.version})"
+    _load_entry_points(pm, origins)
     for module_name in _env_list("TOKENFLOW_PLUGINS"):
         _register_module(pm, module_name, module_name, origins, "$TOKENFLOW_PLUGINS")
     for index, plugin in enumerate(extra_plugins):

@@ -188,9 +188,13 @@ class Transport:
         self._lock = threading.Lock()
         self._timeout = urllib3.Timeout(connect=server.timeout, read=server.timeout)
         if server.verify is False:
+            import re
             import warnings
 
-            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            # urllib3 would warn on every request; say it once, for this server's host only
+            # (the embedding application's own unverified requests keep their warnings)
+            host = re.escape(urlsplit(server.token_url).hostname or "")
+            warnings.filterwarnings("ignore", f".*host '{host}'", urllib3.exceptions.InsecureRequestWarning)
             log.warning("TLS verification is off for server %r: anyone on the network path "
                         "can read the credentials", server.name)
 
