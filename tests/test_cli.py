@@ -277,6 +277,24 @@ def test_status_reads_the_cache_without_network(
     assert server.counts["token"] == 0  # status never asks the server
 
 
+def test_status_shows_a_broken_profile_without_hiding_the_others(
+    server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    text = profile_yaml(server) + (
+        "  broken:\n    server: ts\n    client: app\n    grant: password\n"
+        "    username: {env: TOKENFLOW_TEST_UNSET_USER}\n    password: x\n"
+    )
+    path = write_config(text)
+    result = run_cli("status", "-c", str(path))
+    rows = {r[0]: r for r in table(result.stdout)[1:]}
+    assert result.returncode == 1
+    assert rows["prod"][1] == "absent"
+    assert rows["broken"][1] == "error"
+    assert "TOKENFLOW_TEST_UNSET_USER is not set" in result.stdout
+    alone = run_cli("status", "broken", "-c", str(path))
+    assert alone.returncode == 2 and "TOKENFLOW_TEST_UNSET_USER" in alone.stderr
+
+
 # -- logout --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dialect", ["teamserver", "rfc6749"])
 def test_logout_forgets_and_logout_revoke_revokes(

@@ -44,22 +44,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(exc: BaseException) -> int:
-    from .errors import ConfigError, TokenflowError
+    from .errors import TokenflowError
 
-    if isinstance(exc, ConfigError):
-        _error(exc.first_line)
-        return EXIT_USAGE
     if isinstance(exc, TokenflowError):
-        _error(str(exc))
+        _error(_one_line(exc))
         return exc.exit_code
     return _report_bug(exc)
 
 
-def _error(message: str) -> None:
+def _one_line(exc: BaseException) -> str:
+    """An error as one line (a ConfigError shows its first problem and how many follow)."""
+    from .errors import ConfigError
+
+    return _clean(exc.first_line if isinstance(exc, ConfigError) else str(exc))
+
+
+def _clean(text: str) -> str:
+    """*text* scrubbed of secrets and folded onto one line."""
     from .redact import scrub
 
-    line = " ".join(scrub(message).split())
-    sys.stderr.write(f"tokenflow: error: {line}\n")
+    return " ".join(scrub(text).split())
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"tokenflow: error: {_clean(message)}\n")
 
 
 def _report_bug(exc: BaseException) -> int:
@@ -236,20 +244,31 @@ def cmd_profiles(ns: argparse.Namespace) -> int:
 
 
 def cmd_status(ns: argparse.Namespace) -> int:
+    from .errors import TokenflowError
     from .output import iso_utc
 
     config = _load(ns)
     names = [ns.profile] if ns.profile else sorted(config.profiles)
     rows = [("PROFILE", "STATE", "EXPIRES", "IN", "REFRESH", "TOKEN", "STORE")]
+    failed = 0
     for name in names:
-        report = config.session(name).status()
+        try:
+            report = config.session(name).status()
+        except TokenflowError as exc:
+            if ns.profile:
+                raise  # the one profile asked for: its error is the answer
+            # one profile's unset variable or unreadable store must not hide the others
+            failed += 1
+            rows.append((name, "error", "-", "-", "-", "-", _one_line(exc)))
+            continue
         expires = iso_utc(report.expires_at) if report.expires_at else "-"
         left = _duration(report.expires_in) if report.expires_in is not None else "-"
         rows.append((name, report.state.value, expires, left,
                      "yes" if report.has_refresh_token else "no",
                      report.fingerprint or "-", report.store))
     _table(rows)
-    return EXIT_OK
+    return EXIT_REFUSED if failed else EXIT_OK
+
 
 
 def cmd_logout(ns: argparse.Namespace) -> int:
