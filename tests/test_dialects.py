@@ -263,6 +263,7 @@ def test_server_refusing_get_gives_a_clear_error_for_teamserver(
     assert exc.error == "method_not_allowed"
     message = str(exc)
     assert "405" in message and "GET" in message
+    assert "try dialect: rfc6749 (POST) for server 'ts'" in message
     for secret in ("wonderland", server.default_client.secret):
         assert secret not in message
     assert server.requests[-1].method == "GET"
@@ -285,6 +286,7 @@ def test_get_only_server_works_with_teamserver(
     with pytest.raises(TokenRequestError) as caught:
         standard.token()
     assert caught.value.status == 405
+    assert "try dialect: teamserver (GET)" in str(caught.value)
 
 
 # -- extra parameters -----------------------------------------------------------------------------

@@ -313,15 +313,22 @@ class TokenSession:
         )
         sent_at = self._clock()
         response = self._get_transport().send(request, on_retry=self._on_retry)
-        return parse_token_response(
-            response.status,
-            response.body,
-            now=sent_at,
-            default_lifetime=self.profile.default_lifetime,
-            content_type=response.headers.get("content-type", ""),
-            date_header=response.headers.get("date"),
-            previous_refresh_token=previous_refresh_token,
-        )
+        try:
+            return parse_token_response(
+                response.status,
+                response.body,
+                now=sent_at,
+                default_lifetime=self.profile.default_lifetime,
+                content_type=response.headers.get("content-type", ""),
+                date_header=response.headers.get("date"),
+                previous_refresh_token=previous_refresh_token,
+            )
+        except TokenRequestError as exc:
+            if exc.status == 405:  # GET-only legacy endpoints and servers that refuse GET
+                other = "rfc6749 (POST)" if request.method == "GET" else "teamserver (GET)"
+                exc.args = (f"{exc}; the server does not accept {request.method} for tokens: "
+                            f"try dialect: {other} for server {server.name!r}",)
+            raise
 
     def _on_retry(self, why: str) -> None:
         self._emit(EventKind.RETRIED, None, time.perf_counter(), detail=why)
