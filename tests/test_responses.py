@@ -458,3 +458,40 @@ def test_every_error_is_one_secret_free_line(
         assert "\n" not in message
         excerpt = getattr(caught.value, "body_excerpt", "")
         assert "wonderland" not in excerpt and secret not in excerpt
+
+
+# -- older and stricter servers --------------------------------------------------------------------
+def test_a_form_encoded_token_reply_is_understood(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    """Some older servers answer application/x-www-form-urlencoded, not JSON."""
+    body = b"access_token=form-token-1234&token_type=bearer&expires_in=600&scope=read+write"
+    server.script(ScriptedResponse(200, {"Content-Type": "application/x-www-form-urlencoded"}, body))
+    token = session_for(server, write_config, clock, grant="client_credentials").token()
+    assert token.access_token == "form-token-1234"
+    assert token.token_type == "Bearer"
+    assert token.scope == "read write"
+    assert token.expires_at == pytest.approx(clock() + 600)
+
+
+def test_a_form_encoded_error_reply_keeps_its_oauth_fields(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    body = b"error=invalid_grant&error_description=Bad+credentials"
+    server.script(ScriptedResponse(400, {"Content-Type": "application/x-www-form-urlencoded"}, body))
+    with pytest.raises(TokenRequestError) as caught:
+        session_for(server, write_config, clock).token()
+    assert (caught.value.error, caught.value.error_description) == ("invalid_grant", "Bad credentials")
+
+
+def test_a_bare_401_takes_the_error_from_www_authenticate(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    """RFC 6750 style: an empty 401 body with the OAuth error in the challenge."""
+    challenge = 'Basic realm="oauth", error="invalid_client", error_description="Unknown client"'
+    server.script(ScriptedResponse(401, {"WWW-Authenticate": challenge}, b""))
+    with pytest.raises(TokenRequestError) as caught:
+        session_for(server, write_config, clock).token()
+    assert caught.value.error == "invalid_client"
+    assert caught.value.error_description == "Unknown client"
+    assert "invalid_client: Unknown client" in str(caught.value)

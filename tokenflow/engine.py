@@ -322,6 +322,7 @@ class TokenSession:
                 content_type=response.headers.get("content-type", ""),
                 date_header=response.headers.get("date"),
                 previous_refresh_token=previous_refresh_token,
+                www_authenticate=response.headers.get("www-authenticate"),
             )
         except TokenRequestError as exc:
             if exc.status == 405:  # GET-only legacy endpoints and servers that refuse GET

@@ -19,6 +19,7 @@ import binascii
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -164,12 +165,45 @@ def _decode_json_object(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def parse_error_response(status: int, body: bytes, content_type: str = "") -> TokenRequestError:
+def _decode_body(body: bytes, content_type: str) -> dict[str, Any] | None:
+    """The reply's fields: JSON (RFC 6749), or a form-encoded body as some older servers send."""
+    data = _decode_json_object(body)
+    if data is None and content_type.lower().startswith("application/x-www-form-urlencoded"):
+        from urllib.parse import parse_qsl
+
+        try:
+            fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        if "access_token" in fields or "error" in fields:
+            data = fields
+    return data
+
+
+_CHALLENGE_PARAM = re.compile(r'(error|error_description)\s*=\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+
+
+def _challenge_fields(www_authenticate: str | None) -> dict[str, str]:
+    """``error`` and ``error_description`` from a ``WWW-Authenticate`` challenge (RFC 6750 3)."""
+    if not www_authenticate:
+        return {}
+    return {m[1].lower(): m[2] for m in _CHALLENGE_PARAM.finditer(www_authenticate)}
+
+
+def parse_error_response(
+    status: int, body: bytes, content_type: str = "", www_authenticate: str | None = None
+) -> TokenRequestError:
     """Build the error for a non-2xx reply (or a 2xx carrying ``error``).
 
+    The fields come from the body (JSON, or form-encoded), else from a ``WWW-Authenticate``
+    challenge (some servers answer a bad client with a bare 401 and the error in the header).
     The server's ``error_description`` is scrubbed: Spring repeats the refresh token it refuses.
     """
-    data = _decode_json_object(body)
+    data = _decode_body(body, content_type)
+    if (data is None or "error" not in data) and status == 401:
+        challenge = _challenge_fields(www_authenticate)
+        if "error" in challenge:
+            data = challenge
     if data is not None and isinstance(data.get("error"), str):
         code: str = data["error"]
         raw_description = data.get("error_description")
@@ -240,6 +274,7 @@ def parse_token_response(
     content_type: str = "",
     date_header: str | None = None,
     previous_refresh_token: str | None = None,
+    www_authenticate: str | None = None,
 ) -> Token:
     """Turn a token endpoint's reply into a :class:`Token`, or raise :class:`TokenRequestError`.
 
@@ -248,8 +283,8 @@ def parse_token_response(
     :param previous_refresh_token: kept when the reply carries no new one.
     """
     if not 200 <= status < 300:
-        raise parse_error_response(status, body, content_type)
-    data = _decode_json_object(body)
+        raise parse_error_response(status, body, content_type, www_authenticate)
+    data = _decode_body(body, content_type)
     if data is None:
         raise parse_error_response(status, body, content_type)
     if "error" in data:
