@@ -599,3 +599,18 @@ def test_no_config_anywhere_exits_2(tmp_path: Path) -> None:
     result = run_cli("profiles", cwd=tmp_path)
     assert result.returncode == 2
     assert "no config found" in one_line(result.stderr)
+
+
+def test_warnings_reach_stderr_as_one_tokenflow_line(
+    server: EmbeddedServer, write_config: WriteConfig, cache_dir: Path
+) -> None:
+    """A damaged cache file is moved aside with a warning the user sees, in the CLI's style."""
+    path = write_config(profile_yaml(server))
+    first = run_cli("token", "prod", "-c", str(path))
+    (entry,) = token_files(cache_dir)
+    entry.write_text("{ damaged")
+    again = run_cli("token", "prod", "-c", str(path))
+    assert again.returncode == 0 and again.stdout == first.stdout  # Spring hands the same token
+    lines = again.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tokenflow: warning: cached token "), again.stderr
+    assert "moved it to" in lines[0]

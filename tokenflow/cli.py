@@ -167,23 +167,31 @@ def _run(argv: list[str]) -> int:
         return int(exit_.code or 0)
     if command:
         ns.cmd = command
-    if ns.verbose:
-        _setup_logging(ns.verbose)
+    _setup_logging(ns.verbose)
     handler = _COMMANDS[ns.command]
     return handler(ns)
 
 
 def _setup_logging(verbosity: int) -> None:
+    """Warnings (a stale token served, a damaged cache file moved aside) always reach stderr as
+    ``tokenflow: warning: ...``; ``-v`` adds the life cycle, ``-vv`` every library's debug log."""
     import logging
 
     from .redact import ScrubbingFilter, install_log_filters
 
+    class OneLine(logging.Formatter):
+        """``tokenflow: warning: MESSAGE`` on one line, like the CLI's errors."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return f"tokenflow: {record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ScrubbingFilter())
-    handler.setFormatter(logging.Formatter("tokenflow: %(name)s: %(message)s"))
-    root = logging.getLogger("tokenflow" if verbosity < 2 else "")
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("tokenflow: %(name)s: %(message)s") if verbosity
+                         else OneLine())
+    logger = logging.getLogger("tokenflow" if verbosity < 2 else "")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbosity else logging.WARNING)
     install_log_filters()
 
 
