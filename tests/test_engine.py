@@ -390,6 +390,25 @@ def test_transient_failure_while_expiring_serves_the_current_token(
     assert server.counts["refresh_token"] == 3
 
 
+def test_transient_failure_of_a_renewing_grant_serves_the_current_token(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, recorder: Recorder
+) -> None:
+    """client_credentials has no refresh token: the grant renews it, with the same grace."""
+    config = load(server, write_config, recorder, grant="client_credentials")
+    session = config.session("prod", clock=clock)
+    first = session.token()
+    assert first.refresh_token is None
+    clock.advance(86400 - 30)  # EXPIRING: 30 s left
+    server.fail_next(5, 503)
+    recorder.take()
+    assert session.token() == first
+    assert recorder.take() == [K.STALE_SERVED]
+    assert server.counts["client_credentials"] == 2
+    clock.advance(31)  # expired: no more grace
+    with pytest.raises(TransportError):
+        session.token()
+
+
 def test_stale_token_is_never_served_past_its_expiry(
     server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
 ) -> None:

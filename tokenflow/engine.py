@@ -10,8 +10,10 @@
                        re-read the store (a sibling may have rotated), then grant again,
                        or ReauthenticationRequired when the profile has no credentials
 
-A refresh that fails for a transient cause (network, 429, 5xx) while the token is still valid
-(EXPIRING) hands out the current token and emits ``stale_served``; it is retried a little later.
+A renewal (the refresh, or the grant for a token without a refresh token, as with
+client_credentials) that fails for a transient cause (network, 429, 5xx) while the token is
+still valid (EXPIRING) hands out the current token and emits ``stale_served``; it is retried a
+little later.
 
 Single flight: the hot path (a fresh token already in memory) takes no lock. Anything else takes
 the per-key lock of this process, then the store's ``lock(key)`` (across processes), and re-reads
@@ -230,41 +232,47 @@ class TokenSession:
 
     def _obtain_locked(self, force: bool, started: float) -> Token:
         token = self.store.load(self.cache_key)  # another process may have refreshed
-        now = self._clock()
-        state = classify(token, now, self.profile.refresh_margin)
+        state = classify(token, self._clock(), self.profile.refresh_margin)
         if state is State.FRESH and not force:
             assert token is not None
             self._emit(EventKind.CACHE_HIT, token, started)
             return self._remember(token)
-        if token is not None and token.refresh_token:
-            try:
-                new = self._refresh(token)
-            except TokenRequestError as exc:
-                if exc.error not in REFUSED_REFRESH_ERRORS:
-                    raise
-                self._emit(EventKind.REFRESH_REJECTED, token, started, error=exc.error)
-                sibling = self.store.load(self.cache_key)
-                if (
-                    sibling is not None
-                    and sibling.refresh_token != token.refresh_token
-                    and classify(sibling, self._clock(), self.profile.refresh_margin) is State.FRESH
-                ):
-                    return self._remember(sibling)  # a sibling rotated it; use theirs
-                new = self._grant(reason=exc)
-                self._save(new, EventKind.REAUTHENTICATED, started)
-                return self._remember(new)
-            except TransportError as exc:
-                if exc.transient and state is State.EXPIRING and not force:
-                    assert token is not None
-                    self._emit(EventKind.STALE_SERVED, token, started, error=_error_code(exc),
-                               detail=str(exc))
-                    return self._remember(token, until=self._clock() + STALE_RETRY_INTERVAL)
-                raise
-            self._save(new, EventKind.REFRESHED, started)
-            return self._remember(new)
-        new = self._grant(reason=None)
-        self._save(new, EventKind.FETCHED, started)
+        try:
+            new, kind = self._renew(token, started)
+        except TransportError as exc:
+            # a transient failure while the current token is still valid: serve it, try later
+            if exc.transient and state is State.EXPIRING and not force:
+                assert token is not None
+                self._emit(EventKind.STALE_SERVED, token, started, error=_error_code(exc),
+                           detail=str(exc))
+                return self._remember(token, until=self._clock() + STALE_RETRY_INTERVAL)
+            raise
+        if kind is not None:
+            self._save(new, kind, started)
         return self._remember(new)
+
+    def _renew(self, token: Token | None, started: float) -> tuple[Token, EventKind | None]:
+        """A new token: the refresh grant when there is a refresh token, else the profile's grant.
+
+        Returns the token and the event to record when saving it, or ``None`` for a token a
+        sibling process had already saved (its rotation made our refresh token stale).
+        """
+        if token is None or not token.refresh_token:
+            return self._grant(reason=None), EventKind.FETCHED
+        try:
+            return self._refresh(token), EventKind.REFRESHED
+        except TokenRequestError as exc:
+            if exc.error not in REFUSED_REFRESH_ERRORS:
+                raise
+            self._emit(EventKind.REFRESH_REJECTED, token, started, error=exc.error)
+            sibling = self.store.load(self.cache_key)
+            if (
+                sibling is not None
+                and sibling.refresh_token != token.refresh_token
+                and classify(sibling, self._clock(), self.profile.refresh_margin) is State.FRESH
+            ):
+                return sibling, None
+            return self._grant(reason=exc), EventKind.REAUTHENTICATED
 
     def _save(self, token: Token, kind: EventKind, started: float) -> None:
         # saved before it is handed out: a rotated refresh token must never be lost
