@@ -31,3 +31,23 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_reprs_of_the_model_hide_headers_params_and_store_options(tmp_path: object) -> None:
+    config = tokenflow.config_from_mapping(
+        {
+            "version": 1,
+            "servers": {"s": {"token_url": "https://idp.example/token",
+                              "headers": {"X-Api-Key": "header-secret-4711"}}},
+            "clients": {"c": {"client_id": "app", "client_secret": "client-secret-4711"}},
+            "profiles": {"p": {"server": "s", "client": "c", "grant": "password",
+                               "username": "alice", "password": "password-4711",
+                               "params": {"client_assertion": "assertion-secret-4711"},
+                               "store": {"file": {"path": "tokens"}}}},
+        },
+        cache_dir=str(tmp_path),
+    )
+    text = repr(config.profiles) + repr(config.servers) + repr(config.clients)
+    for secret in ("header-secret", "client-secret", "password-4711", "assertion-secret"):
+        assert secret not in text
+    assert "idp.example" in text  # the repr still says what it is

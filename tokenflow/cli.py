@@ -231,8 +231,10 @@ def cmd_validate(ns: argparse.Namespace) -> int:
     try:
         config = load_config(*paths)
     except ConfigError as exc:
-        for issue in exc.issues:
-            sys.stdout.write(f"{issue}\n")
+        from .redact import scrub
+
+        for issue in exc.issues:  # scrubbed: a schema message may quote a misplaced secret
+            sys.stdout.write(f"{scrub(str(issue))}\n")
         sys.stderr.write(f"tokenflow: {len(exc.issues)} error(s)\n")
         return EXIT_USAGE
     names = ", ".join(sorted(config.profiles)) or "none"

@@ -51,7 +51,7 @@ class StoreSpec:
     """``store: NAME`` or ``store: {NAME: OPTIONS}``."""
 
     name: str
-    options: Mapping[str, Any]
+    options: Mapping[str, Any] = field(repr=False)  # a plugin store's options may hold a password
     base_dir: Path
 
 
@@ -68,7 +68,7 @@ class ServerSpec:
     retries: int = DEFAULT_RETRIES
     verify: bool | str = True  # a str is an absolute path to a CA bundle
     allow_insecure_http: bool = False
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry an API key
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class Profile:
     store: StoreSpec = field(default_factory=lambda: StoreSpec("file", {}, Path.cwd()))
     refresh_margin: float = DEFAULT_REFRESH_MARGIN
     default_lifetime: float = DEFAULT_LIFETIME
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry an assertion
     description: str = ""
     where: str = ""  # FILE:LINE where the profile is defined
     extends: tuple[str, ...] = ()  # the chain of parents, nearest first
