@@ -368,6 +368,7 @@ class EmbeddedServer:
         *,
         ssl_context: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
+        port: int = 0,
         **options: Any,
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
@@ -377,6 +378,7 @@ class EmbeddedServer:
         self.config = replace(config or ServerConfig(), **options)
         self.ssl_context = ssl_context
         self.host = host
+        self._requested_port = port  # 0: an ephemeral port, chosen by start()
         self._lock = threading.RLock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -398,11 +400,11 @@ class EmbeddedServer:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> EmbeddedServer:
-        """Bind an ephemeral port and serve from a daemon thread; idempotent."""
+        """Bind the port (an ephemeral one by default) and serve from a daemon thread; idempotent."""
         with self._lock:
             if self._httpd is not None:
                 return self
-            httpd = _HTTPServer(self)
+            httpd = _HTTPServer(self, self._requested_port)
             self._port = httpd.server_address[1]
             self._httpd = httpd
             # A short poll interval keeps stop() fast: tests start many servers.
@@ -976,9 +978,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, owner: EmbeddedServer) -> None:
+    def __init__(self, owner: EmbeddedServer, port: int = 0) -> None:
         self.owner = owner
-        super().__init__((_BIND_ADDRESS, 0), _Handler)
+        super().__init__((_BIND_ADDRESS, port), _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) we do not need.
