@@ -41,10 +41,6 @@ class SecretSpec:
     base_dir: Path
     where: str = ""
 
-    def describe(self) -> str:
-        """A safe description for status output: the source, never a literal value."""
-        return "literal" if self.kind == "literal" else f"{self.kind} source"
-
 
 @dataclass(frozen=True, slots=True)
 class StoreSpec:

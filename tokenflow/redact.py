@@ -200,13 +200,13 @@ def scrub_traceback(text: str) -> str:
 
 
 def install_log_filters() -> None:
-    """Attach the scrubbing filter to tokenflow's and urllib3's loggers (idempotent).
+    """Attach the scrubbing filter to urllib3's loggers (idempotent; tokenflow's own loggers
+    get it from :func:`get_logger`).
 
     A logger's filters only see records logged *to that logger*, not to its children, so the
     filter goes on every ``urllib3.*`` logger that exists once urllib3 has been imported.
     """
-    names = ["tokenflow", "urllib3", "http.client"]
-    names += [n for n in logging.root.manager.loggerDict if n.startswith(("urllib3.", "tokenflow."))]
+    names = ["urllib3", *(n for n in logging.root.manager.loggerDict if n.startswith("urllib3."))]
     for name in names:
         if name not in _installed:
             logging.getLogger(name).addFilter(_FILTER)

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,7 +63,6 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
-    elapsed: float
 
 
 class _QuietHTTPConnection(HTTPConnection):
@@ -251,7 +249,6 @@ class Transport:
 
     def send(self, request: HttpRequest, on_retry: Callable[[str], None] | None = None) -> HttpResponse:
         """Send *request*; raise TransportError for anything but a complete HTTP answer."""
-        started = time.perf_counter()
         failure: TransportError | None = None
         try:
             response = self._manager(request.url).request(
@@ -294,7 +291,7 @@ class Transport:
                 f"{_host(request.url)} answered HTTP {status}{tries}: {excerpt!r}",
                 transient=True, status=status,
             )
-        return HttpResponse(status, headers, body, time.perf_counter() - started)
+        return HttpResponse(status, headers, body)
 
     def close(self) -> None:
         with self._lock:

@@ -201,7 +201,7 @@ class FileStore:
             lock.release()
 
     def keys(self) -> list[str]:
-        """Cache keys present (for status and tests)."""
+        """Cache keys present (for diagnostics and tests)."""
         if not self.directory.is_dir():
             return []
         return sorted(p.name[: -len(".json")] for p in self.directory.glob("*.json"))
