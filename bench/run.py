@@ -59,14 +59,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import tokenflow
-from tokenflow.profile import Config
+from tokenflow.config.model import Config
 from tokenflow.testing import EmbeddedServer
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("cli-cached", "hot-path", "fetch", "refresh", "stampede", "profiles-scale")
 PROFILE = "prod"
 HEAVY_MODULES = ("yaml", "jsonschema", "urllib3", "pluggy", "importlib.metadata", "platformdirs",
-                 "filelock", "hashlib", "typing", "tokenflow.loader", "tokenflow.engine")
+                 "filelock", "hashlib", "typing", "tokenflow.config.loader", "tokenflow.engine.session")
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -385,7 +385,7 @@ def bench_cli_cached(server: EmbeddedServer, settings: Settings, work: Path) -> 
     baseline = set(imported_modules([sys.executable, "-c", "pass"], env, home)[0])
     own = [m for m in modules if m not in baseline]
     heavy = sorted({m for m in own for h in HEAVY_MODULES if m == h or m.startswith(h + ".")})
-    result.info["fast_path"] = not any(m.startswith("tokenflow.loader") for m in modules)
+    result.info["fast_path"] = not any(m.startswith("tokenflow.config.loader") for m in modules)
     result.info["heavy_imports"] = heavy
     result.info["modules_imported_beyond_python_startup"] = own
     if out.decode().strip() != printed:
@@ -837,7 +837,7 @@ def bench_http(kind: str, clients: HttpClients, settings: Settings) -> Result:
 # -- stampede ------------------------------------------------------------------------------------
 def _seed_expiring(session: Any, now: float) -> str:
     """Rewrite the cached token so it is inside its refresh margin; returns its access token."""
-    from tokenflow import cachefile
+    from tokenflow.base import cachefile
 
     token = session.store.load(session.cache_key)
     data = token.to_dict()
@@ -853,7 +853,7 @@ def _seed_expiring(session: Any, now: float) -> str:
 
 
 def bench_stampede(server: EmbeddedServer, settings: Settings, work: Path) -> Result:
-    from tokenflow.engine import State, classify
+    from tokenflow.engine.session import State, classify
     from tokenflow.tokens import fingerprint
 
     result = Result("stampede")

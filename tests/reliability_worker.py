@@ -30,8 +30,8 @@ import threading
 import time
 from pathlib import Path
 
-from tokenflow.loader import load_config
-from tokenflow.profile import Config
+from tokenflow.config.loader import load_config
+from tokenflow.config.model import Config
 
 
 def _say(line: str) -> None:

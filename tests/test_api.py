@@ -17,7 +17,7 @@ def test_all_lists_every_lazy_export_and_each_resolves() -> None:
 def test_import_tokenflow_loads_nothing_heavy() -> None:
     code = (
         "import sys, tokenflow; "
-        "heavy = [m for m in ('urllib3', 'yaml', 'jsonschema', 'pluggy', 'tokenflow.loader') "
+        "heavy = [m for m in ('urllib3', 'yaml', 'jsonschema', 'pluggy', 'tokenflow.config.loader') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

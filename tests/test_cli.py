@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import CliResult, profile_yaml, run_cli, secret_env
 
-from tokenflow import cachefile
+from tokenflow.base import cachefile
 from tokenflow.testing import EmbeddedServer, success_response
 
 WriteConfig = Callable[..., Path]

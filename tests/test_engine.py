@@ -21,7 +21,8 @@ from conftest import FakeClock, profile_yaml
 import tokenflow
 from tokenflow.builtins.file_store import FileStore, token_dir
 from tokenflow.builtins.memory_store import MemoryStore
-from tokenflow.engine import State, classify
+from tokenflow.config.model import Config
+from tokenflow.engine.session import State, classify
 from tokenflow.errors import (
     ReauthenticationRequired,
     StorageError,
@@ -29,9 +30,8 @@ from tokenflow.errors import (
     TransportError,
 )
 from tokenflow.events import EventKind, TokenEvent
-from tokenflow.hookspecs import hookimpl
-from tokenflow.plugins import build_plugin_host
-from tokenflow.profile import Config
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.plugins.host import build_plugin_host
 from tokenflow.testing import OMIT, EmbeddedServer, success_response
 from tokenflow.testing.pytest_plugin import ServerFactory
 from tokenflow.tokens import Token, fingerprint

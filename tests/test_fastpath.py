@@ -26,8 +26,9 @@ import pytest
 from conftest import profile_yaml, secret_env
 
 import tokenflow
-from tokenflow import cachefile, fastpath
+from tokenflow.base import cachefile
 from tokenflow.builtins.file_store import FileStore
+from tokenflow.cli.fast import index as fastpath
 from tokenflow.testing import EmbeddedServer
 
 WriteConfig = Callable[..., Path]
@@ -72,11 +73,11 @@ class Run:
 
     @property
     def fast(self) -> bool:
-        return not any(self.imported(h) for h in HEAVY) and "tokenflow.loader" not in self.modules
+        return not any(self.imported(h) for h in HEAVY) and "tokenflow.config.loader" not in self.modules
 
     @property
     def full(self) -> bool:
-        return self.imported("yaml") and "tokenflow.loader" in self.modules
+        return self.imported("yaml") and "tokenflow.config.loader" in self.modules
 
 
 class Cli:
@@ -157,7 +158,7 @@ def test_a_cache_hit_imports_nothing_heavy_and_makes_no_request(
     second = cli.fast("token", "prod", "-c", str(config))
     assert second.returncode == 0 and second.stderr == ""
     assert second.stdout == first.stdout
-    assert "tokenflow.fastpath" in second.modules
+    assert "tokenflow.cli.fast.index" in second.modules
     assert server.counts["token"] == 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenflow import cachefile
+from tokenflow.base import cachefile
 from tokenflow.builtins.file_store import STALE_TEMP_AGE, FileStore, sweep_temp_files
 from tokenflow.errors import StorageError
 from tokenflow.tokens import Token

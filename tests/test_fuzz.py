@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from tokenflow import redact
+from tokenflow.config.loader import load_config
+from tokenflow.config.model import Config
 from tokenflow.errors import ConfigError, TokenRequestError
-from tokenflow.loader import load_config
-from tokenflow.plugins import PluginHost, build_plugin_host
-from tokenflow.profile import Config
+from tokenflow.plugins.host import PluginHost, build_plugin_host
 from tokenflow.redact import MASK, remember_secret, scrub
 from tokenflow.tokens import MAX_SANE_LIFETIME, Token, parse_token_response
 

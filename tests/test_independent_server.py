@@ -21,11 +21,11 @@ from independent_server import (  # noqa: F401  (the fixtures are used by name)
 )
 
 import tokenflow
+from tokenflow.config.model import Config
 from tokenflow.errors import TokenRequestError, TransportError
 from tokenflow.events import EventKind, TokenEvent
-from tokenflow.hookspecs import hookimpl
-from tokenflow.plugins import build_plugin_host
-from tokenflow.profile import Config
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.plugins.host import build_plugin_host
 
 WriteConfig = Callable[..., Path]
 

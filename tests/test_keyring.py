@@ -26,8 +26,8 @@ from conftest import profile_yaml, run_cli
 
 import tokenflow
 from tokenflow.errors import CredentialError, StorageError
-from tokenflow.interfaces import PluginContext, TokenStore
-from tokenflow.plugins import build_plugin_host
+from tokenflow.plugins.contracts import PluginContext, TokenStore
+from tokenflow.plugins.host import build_plugin_host
 from tokenflow.testing import EmbeddedServer
 from tokenflow.tokens import Token
 
@@ -242,7 +242,7 @@ def test_no_usable_backend_through_the_cli(tokenflow_server: EmbeddedServer, wri
 MISSING_KEYRING = """
 import sys
 sys.modules["keyring"] = None  # what an environment without the extra looks like
-from tokenflow.cli import main
+from tokenflow.cli.app import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -14,10 +14,10 @@ import pytest
 from conftest import profile_yaml, run_cli
 
 from tokenflow import ConfigError, config_from_mapping, load_config
+from tokenflow.config.model import Config
 from tokenflow.errors import ConfigIssue
-from tokenflow.hookspecs import hookimpl
-from tokenflow.plugins import PluginHost, build_plugin_host
-from tokenflow.profile import Config
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.plugins.host import PluginHost, build_plugin_host
 from tokenflow.testing import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,8 @@ import platformdirs
 import pytest
 from conftest import run_cli
 
-from tokenflow import ConfigError, load_config, locations
+from tokenflow import ConfigError, load_config
+from tokenflow.base import locations
 
 CONFIG = """\
 version: 1

@@ -37,9 +37,9 @@ from conftest import profile_yaml, run_cli
 
 import tokenflow
 from tokenflow import hookimpl
+from tokenflow.config.model import Config
 from tokenflow.events import TokenEvent
-from tokenflow.plugins import build_plugin_host
-from tokenflow.profile import Config
+from tokenflow.plugins.host import build_plugin_host
 from tokenflow.redact import Secret
 from tokenflow.testing import EmbeddedServer, ScriptedResponse, error_response, success_response
 

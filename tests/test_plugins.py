@@ -27,11 +27,11 @@ import pytest
 from conftest import profile_yaml, run_cli
 
 import tokenflow
-from tokenflow import hookspecs
 from tokenflow.errors import ConfigError, PluginError
 from tokenflow.events import EventKind, TokenEvent
-from tokenflow.interfaces import PluginContext, TokenStore
-from tokenflow.plugins import BUILTIN_PLUGINS, REQUIRED_PLUGINS, PluginHost, build_plugin_host
+from tokenflow.plugins import hookspecs
+from tokenflow.plugins.contracts import PluginContext, TokenStore
+from tokenflow.plugins.host import BUILTIN_PLUGINS, REQUIRED_PLUGINS, PluginHost, build_plugin_host
 from tokenflow.testing import EmbeddedServer
 from tokenflow.tokens import Token, fingerprint
 
@@ -236,8 +236,8 @@ def test_builtins_register_through_the_hooks() -> None:
 
 def test_core_modules_import_no_builtin_plugin() -> None:
     code = (
-        "import sys, tokenflow.engine, tokenflow.loader, tokenflow.plugins, tokenflow.profile, "
-        "tokenflow.transport, tokenflow.cli, tokenflow.fastpath\n"
+        "import sys, tokenflow.engine.session, tokenflow.config.loader, tokenflow.plugins.host, "
+        "tokenflow.config.model, tokenflow.transport, tokenflow.cli.app, tokenflow.cli.fast.index\n"
         "print(sorted(m for m in sys.modules if m.startswith('tokenflow.builtins.')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

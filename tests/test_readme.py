@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenflow import cli
+from tokenflow.cli import app as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -28,14 +28,14 @@ from urllib.request import urlopen
 import pytest
 from conftest import FakeClock, profile_yaml
 
-from tokenflow import cachefile
+from tokenflow.base import cachefile
 from tokenflow.builtins.file_store import FileStore
-from tokenflow.engine import STALE_RETRY_INTERVAL, TokenSession
+from tokenflow.config.loader import load_config
+from tokenflow.engine.session import STALE_RETRY_INTERVAL, TokenSession
 from tokenflow.errors import StorageError, TokenRequestError, TransportError
 from tokenflow.events import EventKind, TokenEvent
-from tokenflow.hookspecs import hookimpl
-from tokenflow.loader import load_config
-from tokenflow.plugins import build_plugin_host
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.plugins.host import build_plugin_host
 from tokenflow.testing import OMIT, EmbeddedServer, error_response, success_response
 from tokenflow.testing.pytest_plugin import ServerFactory
 from tokenflow.tokens import MAX_SANE_LIFETIME, Token, parse_token_response

@@ -16,8 +16,8 @@ import yaml
 from conftest import run_cli
 
 from tokenflow import ConfigError, load_config
-from tokenflow.loader import full_schema, load_schema
-from tokenflow.plugins import build_plugin_host
+from tokenflow.config.loader import full_schema, load_schema
+from tokenflow.plugins.host import build_plugin_host
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "schemas" / "tokenflow.schema.json"
@@ -150,7 +150,7 @@ def test_printed_schema_documents_every_property(printed: dict[str, Any]) -> Non
 def test_plugin_parts_appear_in_the_full_schema() -> None:
     """A third-party plugin's store, source and dialect reach the schema editors use."""
     from tokenflow.builtins.memory_store import memory_store
-    from tokenflow.hookspecs import hookimpl
+    from tokenflow.plugins.hookspecs import hookimpl
 
     class Plugin:
         __name__ = "test-schema-plugin"

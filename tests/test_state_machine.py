@@ -31,11 +31,11 @@ from hypothesis.stateful import (
 )
 
 import tokenflow
-from tokenflow.engine import State
+from tokenflow.engine.session import State
 from tokenflow.errors import TransportError
 from tokenflow.events import EventKind, TokenEvent
-from tokenflow.hookspecs import hookimpl
-from tokenflow.plugins import build_plugin_host
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.plugins.host import build_plugin_host
 from tokenflow.testing import EmbeddedServer
 from tokenflow.tokens import Token
 

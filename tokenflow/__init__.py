@@ -16,42 +16,42 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     # `X as X`: explicit re-exports, so `from tokenflow import X` passes mypy --strict
-    from .engine import TokenSession as TokenSession
-    from .errors import ConfigError as ConfigError
-    from .errors import CredentialError as CredentialError
-    from .errors import PluginError as PluginError
-    from .errors import ReauthenticationRequired as ReauthenticationRequired
-    from .errors import StorageError as StorageError
-    from .errors import TokenflowError as TokenflowError
-    from .errors import TokenRequestError as TokenRequestError
-    from .errors import TransportError as TransportError
-    from .events import EventKind as EventKind
-    from .events import TokenEvent as TokenEvent
-    from .hookspecs import hookimpl as hookimpl
-    from .interfaces import PluginContext as PluginContext
-    from .interfaces import TokenStore as TokenStore
-    from .loader import config_from_mapping as config_from_mapping
-    from .loader import load_config as load_config
-    from .profile import Config as Config
-    from .profile import Profile as Profile
-    from .redact import Secret as Secret
-    from .tokens import Token as Token
+    from tokenflow.config.loader import config_from_mapping as config_from_mapping
+    from tokenflow.config.loader import load_config as load_config
+    from tokenflow.config.model import Config as Config
+    from tokenflow.config.model import Profile as Profile
+    from tokenflow.engine.session import TokenSession as TokenSession
+    from tokenflow.errors import ConfigError as ConfigError
+    from tokenflow.errors import CredentialError as CredentialError
+    from tokenflow.errors import PluginError as PluginError
+    from tokenflow.errors import ReauthenticationRequired as ReauthenticationRequired
+    from tokenflow.errors import StorageError as StorageError
+    from tokenflow.errors import TokenflowError as TokenflowError
+    from tokenflow.errors import TokenRequestError as TokenRequestError
+    from tokenflow.errors import TransportError as TransportError
+    from tokenflow.events import EventKind as EventKind
+    from tokenflow.events import TokenEvent as TokenEvent
+    from tokenflow.plugins.contracts import PluginContext as PluginContext
+    from tokenflow.plugins.contracts import TokenStore as TokenStore
+    from tokenflow.plugins.hookspecs import hookimpl as hookimpl
+    from tokenflow.redact import Secret as Secret
+    from tokenflow.tokens import Token as Token
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_config": "loader",
-    "config_from_mapping": "loader",
-    "Config": "profile",
-    "Profile": "profile",
-    "TokenSession": "engine",
+    "load_config": "config.loader",
+    "config_from_mapping": "config.loader",
+    "Config": "config.model",
+    "Profile": "config.model",
+    "TokenSession": "engine.session",
     "Token": "tokens",
     "Secret": "redact",
     "TokenEvent": "events",
     "EventKind": "events",
-    "hookimpl": "hookspecs",
-    "PluginContext": "interfaces",
-    "TokenStore": "interfaces",
+    "hookimpl": "plugins.hookspecs",
+    "PluginContext": "plugins.contracts",
+    "TokenStore": "plugins.contracts",
     "TokenflowError": "errors",
     "ConfigError": "errors",
     "CredentialError": "errors",

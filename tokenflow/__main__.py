@@ -1,5 +1,5 @@
 """``python -m tokenflow``: the same as the ``tokenflow`` command."""
 
-from tokenflow.cli import main
+from tokenflow.cli.app import main
 
 raise SystemExit(main())

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeGuard
 
-from .errors import TokenRequestError
-from .redact import get_logger, remember_secret, scrub
+from tokenflow.errors import TokenRequestError
+from tokenflow.redact import get_logger, remember_secret, scrub
 
 __all__ = ["Token", "fingerprint", "parse_error_response", "parse_token_response"]
 

@@ -41,10 +41,10 @@ from urllib3.exceptions import (
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from .errors import TokenRequestError, TransportError
-from .interfaces import HttpRequest
-from .profile import ServerSpec
-from .redact import get_logger, install_log_filters, scrub
+from tokenflow.config.model import ServerSpec
+from tokenflow.errors import TokenRequestError, TransportError
+from tokenflow.plugins.contracts import HttpRequest
+from tokenflow.redact import get_logger, install_log_filters, scrub
 
 __all__ = ["MAX_BODY", "HttpResponse", "Transport"]
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from ..errors import CredentialError
-from ..hookspecs import hookimpl
-from ..interfaces import PluginContext
-from ..plugins import SourceRegistrar
-from ..redact import scrub
+from tokenflow.errors import CredentialError
+from tokenflow.plugins.contracts import PluginContext, SourceRegistrar
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.redact import scrub
 
 DEFAULT_TIMEOUT = 30.0
 

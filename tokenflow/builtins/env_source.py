@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import ConfigError
-from ..hookspecs import hookimpl
-from ..interfaces import PluginContext
-from ..plugins import SourceRegistrar
+from tokenflow.errors import ConfigError
+from tokenflow.plugins.contracts import PluginContext, SourceRegistrar
+from tokenflow.plugins.hookspecs import hookimpl
 
 
 def resolve_env(options: Any, context: PluginContext) -> str:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, CredentialError
-from ..hookspecs import hookimpl
-from ..interfaces import PluginContext
-from ..plugins import SourceRegistrar
+from tokenflow.errors import ConfigError, CredentialError
+from tokenflow.plugins.contracts import PluginContext, SourceRegistrar
+from tokenflow.plugins.hookspecs import hookimpl
 
 
 def secret_file_path(options: Any, context: PluginContext) -> Path:

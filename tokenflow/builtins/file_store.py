@@ -25,13 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .. import cachefile
-from ..errors import StorageError
-from ..hookspecs import hookimpl
-from ..interfaces import PluginContext, TokenStore
-from ..plugins import StoreRegistrar
-from ..redact import get_logger
-from ..tokens import Token
+from tokenflow.base import cachefile
+from tokenflow.errors import StorageError
+from tokenflow.plugins.contracts import PluginContext, StoreRegistrar, TokenStore
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.redact import get_logger
+from tokenflow.tokens import Token
 
 log = get_logger("tokenflow.store.file")
 

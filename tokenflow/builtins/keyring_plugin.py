@@ -13,12 +13,11 @@ from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
 
-from ..errors import CredentialError, StorageError
-from ..hookspecs import hookimpl
-from ..interfaces import PluginContext, TokenStore
-from ..keyedlocks import KeyedLocks
-from ..plugins import SourceRegistrar, StoreRegistrar
-from ..tokens import Token
+from tokenflow.errors import CredentialError, StorageError
+from tokenflow.keyedlocks import KeyedLocks
+from tokenflow.plugins.contracts import PluginContext, SourceRegistrar, StoreRegistrar, TokenStore
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.tokens import Token
 
 DEFAULT_SERVICE = "tokenflow"
 _UNUSABLE_BACKENDS = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt.file")

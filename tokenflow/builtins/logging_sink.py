@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from ..events import EventKind, TokenEvent
-from ..hookspecs import hookimpl
-from ..redact import get_logger
+from tokenflow.events import EventKind, TokenEvent
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.redact import get_logger
 
 log = get_logger("tokenflow.events")
 

@@ -6,11 +6,10 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..hookspecs import hookimpl
-from ..interfaces import PluginContext, TokenStore
-from ..keyedlocks import KeyedLocks
-from ..plugins import StoreRegistrar
-from ..tokens import Token
+from tokenflow.keyedlocks import KeyedLocks
+from tokenflow.plugins.contracts import PluginContext, StoreRegistrar, TokenStore
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.tokens import Token
 
 
 class MemoryStore:

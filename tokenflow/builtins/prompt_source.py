@@ -9,10 +9,9 @@ import getpass
 import sys
 from typing import Any
 
-from ..errors import CredentialError
-from ..hookspecs import hookimpl
-from ..interfaces import PluginContext
-from ..plugins import SourceRegistrar
+from tokenflow.errors import CredentialError
+from tokenflow.plugins.contracts import PluginContext, SourceRegistrar
+from tokenflow.plugins.hookspecs import hookimpl
 
 
 def resolve_prompt(options: Any, context: PluginContext) -> str:

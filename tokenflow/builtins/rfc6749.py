@@ -13,10 +13,9 @@ import functools
 from collections.abc import Mapping
 from urllib.parse import quote_plus, urlencode
 
-from ..hookspecs import hookimpl
-from ..interfaces import HttpRequest
-from ..plugins import DialectRegistrar
-from ..tokens import Token
+from tokenflow.plugins.contracts import DialectRegistrar, HttpRequest
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.tokens import Token
 
 FORM = "application/x-www-form-urlencoded"
 

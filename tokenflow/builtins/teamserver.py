@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from ..hookspecs import hookimpl
-from ..interfaces import HttpRequest
-from ..plugins import DialectRegistrar
-from ..tokens import Token
+from tokenflow.plugins.contracts import DialectRegistrar, HttpRequest
+from tokenflow.plugins.hookspecs import hookimpl
+from tokenflow.tokens import Token
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:

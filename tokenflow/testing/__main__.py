@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from .server import EmbeddedServer
+from tokenflow.testing.server import EmbeddedServer
 
 
 def _profile(server: EmbeddedServer, lifetime: int) -> str:

@@ -19,7 +19,7 @@ from tokenflow_example.dotenv_source import parse_dotenv
 from tokenflow_example.sqlite_store import SQLiteStore
 
 import tokenflow
-from tokenflow.plugins import build_plugin_host
+from tokenflow.plugins.host import build_plugin_host
 from tokenflow.testing import EmbeddedServer
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenflow.errors import ConfigError, CredentialError
-from tokenflow.interfaces import PluginContext
+from tokenflow.plugins.contracts import PluginContext
 
 __all__ = ["OPTIONS_SCHEMA", "dotenv_path", "parse_dotenv", "resolve_dotenv"]
 

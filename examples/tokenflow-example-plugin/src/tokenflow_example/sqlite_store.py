@@ -37,7 +37,7 @@ from typing import Any
 import filelock
 
 from tokenflow.errors import StorageError
-from tokenflow.interfaces import PluginContext, TokenStore
+from tokenflow.plugins.contracts import PluginContext, TokenStore
 from tokenflow.tokens import Token
 
 __all__ = ["DEFAULT_FILENAME", "OPTIONS_SCHEMA", "SQLiteStore", "sqlite_store"]

@@ -31,14 +31,14 @@ import os
 import sys
 import time
 
-from . import cachefile, locations, output
+from tokenflow.base import cachefile, locations, output
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from .profile import Config
+    from tokenflow.config.model import Config
 
 INDEX_FORMAT = 1
 _PLUGIN_ENV = ("TOKENFLOW_PLUGINS", "TOKENFLOW_DISABLE_PLUGINS")
@@ -103,7 +103,7 @@ def index_path(cache_dir: str, sources: Sequence[str]) -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from tokenflow import __version__
 
     return __version__
 
@@ -208,11 +208,11 @@ def _write_index(config: Config, sources: Sequence[str]) -> None:
     import json
     from pathlib import Path
 
-    from .builtins.file_store import FileStore, ensure_private_dir, write_atomic
-    from .engine import cache_key, username_identity
-    from .errors import TokenflowError
-    from .interfaces import PluginContext
-    from .plugins import BUILTIN_PLUGINS
+    from tokenflow.builtins.file_store import FileStore, ensure_private_dir, write_atomic
+    from tokenflow.engine.session import cache_key, username_identity
+    from tokenflow.errors import TokenflowError
+    from tokenflow.plugins.contracts import PluginContext
+    from tokenflow.plugins.host import BUILTIN_PLUGINS
 
     host = config.plugins
     if any(p not in BUILTIN_PLUGINS for p in host.observer_plugins()):
@@ -232,7 +232,7 @@ def _write_index(config: Config, sources: Sequence[str]) -> None:
         if spec is not None and spec.kind == "env":
             env_names.add(str(spec.options))
         elif spec is not None and spec.kind == "file":
-            from .builtins.file_source import secret_file_path
+            from tokenflow.builtins.file_source import secret_file_path
 
             path = str(secret_file_path(spec.options, context(spec.base_dir)))
             hashes[path] = _file_hash(path)

@@ -12,14 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .tokens import Token
+from tokenflow.tokens import Token
 
 __all__ = [
     "Dialect",
+    "DialectRegistrar",
     "HttpRequest",
     "PluginContext",
     "SecretResolver",
+    "SourceRegistrar",
     "StoreFactory",
+    "StoreRegistrar",
     "TokenStore",
 ]
 
@@ -107,3 +110,30 @@ class Dialect(Protocol):
         client_auth: str,
     ) -> HttpRequest:
         """Build the revocation request for *token*."""
+
+
+# -- the register(...) callables handed to the registration hooks ---------------------------
+class StoreRegistrar(Protocol):
+    """The ``register`` callable handed to ``tokenflow_register_stores``."""
+
+    def __call__(
+        self, name: str, factory: StoreFactory, options_schema: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+
+class SourceRegistrar(Protocol):
+    """The ``register`` callable handed to ``tokenflow_register_secret_sources``."""
+
+    def __call__(
+        self,
+        name: str,
+        resolver: SecretResolver,
+        options_schema: Mapping[str, Any] | None = None,
+        cache_key_safe: bool = False,
+    ) -> None: ...
+
+
+class DialectRegistrar(Protocol):
+    """The ``register`` callable handed to ``tokenflow_register_dialects``."""
+
+    def __call__(self, name: str, dialect: Dialect) -> None: ...

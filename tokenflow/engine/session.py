@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import (
+from tokenflow.config.model import Profile, SecretSpec
+from tokenflow.errors import (
     ConfigError,
     CredentialError,
     ReauthenticationRequired,
@@ -43,13 +44,12 @@ from .errors import (
     TokenRequestError,
     TransportError,
 )
-from .events import EventKind, TokenEvent
-from .interfaces import PluginContext, TokenStore
-from .keyedlocks import KeyedLocks
-from .plugins import PluginHost
-from .profile import Profile, SecretSpec
-from .redact import Secret
-from .tokens import Token, parse_token_response
+from tokenflow.events import EventKind, TokenEvent
+from tokenflow.keyedlocks import KeyedLocks
+from tokenflow.plugins.contracts import PluginContext, TokenStore
+from tokenflow.plugins.host import PluginHost
+from tokenflow.redact import Secret
+from tokenflow.tokens import Token, parse_token_response
 
 __all__ = [
     "REFUSED_REFRESH_ERRORS",
@@ -344,7 +344,7 @@ class TokenSession:
 
     def _get_transport(self) -> Any:
         if self._transport is None:
-            from .transport import Transport  # urllib3 is loaded only when a request is needed
+            from tokenflow.transport import Transport  # urllib3 is loaded only when a request is needed
 
             self._transport = Transport(self.profile.server)
         return self._transport
@@ -419,7 +419,7 @@ class TokenSession:
         )
         response = self._get_transport().send(request)
         if not 200 <= response.status < 300:
-            from .tokens import parse_error_response
+            from tokenflow.tokens import parse_error_response
 
             error = parse_error_response(response.status, response.body,
                                          response.headers.get("content-type", ""))

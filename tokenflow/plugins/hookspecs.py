@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .events import TokenEvent
-    from .plugins import DialectRegistrar, SourceRegistrar, StoreRegistrar
+    from tokenflow.events import TokenEvent
+    from tokenflow.plugins.contracts import DialectRegistrar, SourceRegistrar, StoreRegistrar
 
 __all__ = ["hookimpl", "hookspec"]
 

@@ -13,15 +13,22 @@ import importlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError
-from .events import TokenEvent
-from .interfaces import Dialect, SecretResolver, StoreFactory
-from .redact import get_logger
+from tokenflow.errors import PluginError
+from tokenflow.events import TokenEvent
+from tokenflow.plugins import hookspecs
+from tokenflow.plugins.contracts import (
+    Dialect,
+    DialectRegistrar,
+    SecretResolver,
+    SourceRegistrar,
+    StoreFactory,
+    StoreRegistrar,
+)
+from tokenflow.redact import get_logger
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -53,32 +60,6 @@ BUILTIN_PLUGINS: Final[dict[str, str]] = {
 REQUIRED_PLUGINS: Final = frozenset({"tokenflow.file_store", "tokenflow.rfc6749"})
 
 ENTRY_POINT_GROUP: Final = "tokenflow"
-
-
-class StoreRegistrar(Protocol):
-    """The ``register`` callable handed to ``tokenflow_register_stores``."""
-
-    def __call__(
-        self, name: str, factory: StoreFactory, options_schema: Mapping[str, Any] | None = None
-    ) -> None: ...
-
-
-class SourceRegistrar(Protocol):
-    """The ``register`` callable handed to ``tokenflow_register_secret_sources``."""
-
-    def __call__(
-        self,
-        name: str,
-        resolver: SecretResolver,
-        options_schema: Mapping[str, Any] | None = None,
-        cache_key_safe: bool = False,
-    ) -> None: ...
-
-
-class DialectRegistrar(Protocol):
-    """The ``register`` callable handed to ``tokenflow_register_dialects``."""
-
-    def __call__(self, name: str, dialect: Dialect) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

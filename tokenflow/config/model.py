@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from tokenflow.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .engine import TokenSession
-    from .plugins import PluginHost
+    from tokenflow.engine.session import TokenSession
+    from tokenflow.plugins.host import PluginHost
 
 __all__ = ["ClientSpec", "Config", "Profile", "SecretSpec", "ServerSpec", "StoreSpec"]
 
@@ -144,7 +144,7 @@ class Config:
         Without *options* the session is cached and shared; with options (for example
         ``clock=`` or ``store=`` in tests) a new, private session is built.
         """
-        from .engine import TokenSession
+        from tokenflow.engine.session import TokenSession
 
         profile = self.profile(name)
         if options:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from .profile import Config
+    from tokenflow.config.model import Config
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -26,7 +26,7 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from .fastpath import cached_token_output
+    from tokenflow.cli.fast.index import cached_token_output
 
     text = cached_token_output(args)
     if text is not None:
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(exc: BaseException) -> int:
-    from .errors import TokenflowError
+    from tokenflow.errors import TokenflowError
 
     if isinstance(exc, TokenflowError):
         _error(_one_line(exc))
@@ -54,14 +54,14 @@ def _report(exc: BaseException) -> int:
 
 def _one_line(exc: BaseException) -> str:
     """An error as one line (a ConfigError shows its first problem and how many follow)."""
-    from .errors import ConfigError
+    from tokenflow.errors import ConfigError
 
     return _clean(exc.first_line if isinstance(exc, ConfigError) else str(exc))
 
 
 def _clean(text: str) -> str:
     """*text* scrubbed of secrets and folded onto one line."""
-    from .redact import scrub
+    from tokenflow.redact import scrub
 
     return " ".join(scrub(text).split())
 
@@ -75,8 +75,8 @@ def _report_bug(exc: BaseException) -> int:
     import time
     import traceback
 
-    from . import locations
-    from .redact import scrub_traceback
+    from tokenflow.base import locations
+    from tokenflow.redact import scrub_traceback
 
     text = scrub_traceback("".join(traceback.format_exception(exc)))
     path = os.path.join(locations.cache_dir(), "crash",
@@ -100,8 +100,8 @@ def _report_bug(exc: BaseException) -> int:
 def _parser() -> argparse.ArgumentParser:
     import argparse
 
-    from . import __version__
-    from .output import FORMATS
+    from tokenflow import __version__
+    from tokenflow.base.output import FORMATS
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", action="append", metavar="PATH",
@@ -177,7 +177,7 @@ def _setup_logging(verbosity: int) -> None:
     ``tokenflow: warning: ...``; ``-v`` adds the life cycle, ``-vv`` every library's debug log."""
     import logging
 
-    from .redact import ScrubbingFilter, install_log_filters
+    from tokenflow.redact import ScrubbingFilter, install_log_filters
 
     class OneLine(logging.Formatter):
         """``tokenflow: warning: MESSAGE`` on one line, like the CLI's errors."""
@@ -196,13 +196,13 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _load(ns: argparse.Namespace) -> Config:
-    from .loader import load_config
+    from tokenflow.config.loader import load_config
 
     return load_config(*(ns.config or []))
 
 
 def _sources(ns: argparse.Namespace) -> list[str]:
-    from . import locations
+    from tokenflow.base import locations
 
     return locations.config_sources(ns.config or [])
 
@@ -211,8 +211,8 @@ def _sources(ns: argparse.Namespace) -> list[str]:
 def cmd_token(ns: argparse.Namespace) -> int:
     import time
 
-    from .fastpath import write_index
-    from .output import render
+    from tokenflow.base.output import render
+    from tokenflow.cli.fast.index import write_index
 
     config = _load(ns)
     session = config.session(ns.profile)
@@ -224,14 +224,14 @@ def cmd_token(ns: argparse.Namespace) -> int:
 
 
 def cmd_validate(ns: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .loader import load_config
+    from tokenflow.config.loader import load_config
+    from tokenflow.errors import ConfigError
 
     paths = ns.paths or ns.config or []
     try:
         config = load_config(*paths)
     except ConfigError as exc:
-        from .redact import scrub
+        from tokenflow.redact import scrub
 
         for issue in exc.issues:  # scrubbed: a schema message may quote a misplaced secret
             sys.stdout.write(f"{scrub(str(issue))}\n")
@@ -254,8 +254,8 @@ def cmd_profiles(ns: argparse.Namespace) -> int:
 
 
 def cmd_status(ns: argparse.Namespace) -> int:
-    from .errors import TokenflowError
-    from .output import iso_utc
+    from tokenflow.base.output import iso_utc
+    from tokenflow.errors import TokenflowError
 
     config = _load(ns)
     names = [ns.profile] if ns.profile else sorted(config.profiles)
@@ -311,15 +311,15 @@ def cmd_exec(ns: argparse.Namespace) -> int:
 def cmd_schema(ns: argparse.Namespace) -> int:
     import json
 
-    from .loader import full_schema
-    from .plugins import build_plugin_host
+    from tokenflow.config.loader import full_schema
+    from tokenflow.plugins.host import build_plugin_host
 
     sys.stdout.write(json.dumps(full_schema(build_plugin_host()), indent=2) + "\n")
     return EXIT_OK
 
 
 def cmd_plugins(ns: argparse.Namespace) -> int:
-    from .plugins import build_plugin_host
+    from tokenflow.plugins.host import build_plugin_host
 
     host = build_plugin_host()
     rows = [("PLUGIN", "FROM", "REGISTERS")]
@@ -333,7 +333,7 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from tokenflow.cli.demo import run_demo
 
     return run_demo(fast=ns.fast)
 

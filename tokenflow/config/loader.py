@@ -30,10 +30,8 @@ from typing import Any
 
 import yaml
 
-from . import locations
-from .errors import ConfigError, ConfigIssue
-from .plugins import PluginHost, build_plugin_host
-from .profile import (
+from tokenflow.base import locations
+from tokenflow.config.model import (
     DEFAULT_LIFETIME,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_RETRIES,
@@ -45,7 +43,9 @@ from .profile import (
     ServerSpec,
     StoreSpec,
 )
-from .redact import Secret
+from tokenflow.errors import ConfigError, ConfigIssue
+from tokenflow.plugins.host import PluginHost, build_plugin_host
+from tokenflow.redact import Secret
 
 __all__ = ["config_from_mapping", "full_schema", "load_config", "load_schema", "path_text"]
 
@@ -265,7 +265,7 @@ def load_schema() -> dict[str, Any]:
     if packaged.is_file():
         text = packaged.read_text(encoding="utf-8")
     else:
-        text = (Path(__file__).parent.parent / "schemas" / "tokenflow.schema.json").read_text(
+        text = (Path(__file__).parents[2] / "schemas" / "tokenflow.schema.json").read_text(
             encoding="utf-8"
         )
     schema: dict[str, Any] = json.loads(text)

@@ -11,8 +11,8 @@ import sys
 import tempfile
 import time
 
-from .events import EventKind, TokenEvent
-from .hookspecs import hookimpl
+from tokenflow.events import EventKind, TokenEvent
+from tokenflow.plugins.hookspecs import hookimpl
 
 
 class _Clock:
@@ -48,9 +48,9 @@ def _say(text: str) -> None:
 
 def run_demo(fast: bool = False) -> int:
     """Walk through fetch, cache hit, refresh and re-authentication; 0 when all went as shown."""
-    from .loader import config_from_mapping
-    from .plugins import build_plugin_host
-    from .testing import EmbeddedServer
+    from tokenflow.config.loader import config_from_mapping
+    from tokenflow.plugins.host import build_plugin_host
+    from tokenflow.testing import EmbeddedServer
 
     pause = 0.0 if fast else 0.6
     clock = _Clock()

@@ -1,0 +1,1 @@
+"""Profiles: the frozen model and the loader that builds it from YAML files."""

@@ -1,0 +1,1 @@
+"""The token life cycle: the state machine, single flight, and the identity of a token."""
