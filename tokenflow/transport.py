@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -43,7 +42,7 @@ from urllib3.util.retry import Retry
 
 from tokenflow.config.model import ServerSpec
 from tokenflow.errors import TokenRequestError, TransportError
-from tokenflow.plugins.contracts import HttpRequest
+from tokenflow.plugins.contracts import HttpRequest, HttpResponse
 from tokenflow.redact import get_logger, install_log_filters, scrub
 
 __all__ = ["MAX_BODY", "HttpResponse", "Transport"]
@@ -54,15 +53,6 @@ MAX_BODY = 1024 * 1024
 MAX_RETRY_AFTER = 30.0  # seconds; beyond this we fail and let the caller decide
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "tokenflow"
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """What the engine needs of a reply; ``headers`` look names up case-insensitively."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
 
 
 class _QuietHTTPConnection(HTTPConnection):

@@ -6,7 +6,7 @@ the right methods fits, and ``mypy`` checks it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,11 @@ from tokenflow.tokens import Token
 __all__ = [
     "Dialect",
     "DialectRegistrar",
+    "Grant",
+    "GrantContext",
+    "GrantRegistrar",
     "HttpRequest",
+    "HttpResponse",
     "PluginContext",
     "SecretResolver",
     "SourceRegistrar",
@@ -81,6 +85,15 @@ class HttpRequest:
     body: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A reply as the transport hands it back: bounded body, case-insensitive ``headers``."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
 class Dialect(Protocol):
     """How one family of servers wants token requests shaped.
 
@@ -112,6 +125,80 @@ class Dialect(Protocol):
         """Build the revocation request for *token*."""
 
 
+class GrantContext(Protocol):
+    """What the engine hands a grant when the profile needs a new token from scratch.
+
+    The engine implements it; a grant only calls it. Refreshing is the engine's job, never a
+    grant's: a grant runs when there is no token, or the refresh token was refused.
+
+    :ivar profile: the profile's name (for messages).
+    :ivar options: the grant's own profile keys as validated against its options schema; a key
+        named in :attr:`Grant.secret_options` holds a secret *spec*: read it with :meth:`secret`.
+    :ivar interactive: whether a person may be asked now (a terminal, ``--interactive``, or an
+        embedding tool that passed a ``login`` callback). A grant that needs a person must raise
+        :class:`~tokenflow.errors.ReauthenticationRequired` when this is false.
+    :ivar client_id: the OAuth client's id.
+    :ivar issuer: the server's issuer identifier (RFC 8414), when configured or discovered.
+    """
+
+    profile: str
+    options: Mapping[str, Any]
+    interactive: bool
+    client_id: str
+    issuer: str | None
+
+    def secret(self, key: str) -> str | None:
+        """The value of a secret option (resolved once per session); ``None`` when not set."""
+
+    def endpoint(self, name: str) -> str | None:
+        """The URL of ``token``, ``authorization``, ``device_authorization`` or ``revocation``:
+        written in the server's config, else discovered from its issuer; ``None`` if neither."""
+
+    def request_token(self, params: Mapping[str, str]) -> Token:
+        """Send a token request through the server's dialect and parse the reply.
+
+        *params* start with ``grant_type``; the engine adds the profile's ``scope`` and extra
+        ``params`` unless given, and authenticates the client as configured. Raises
+        :class:`~tokenflow.errors.TokenRequestError` (with the OAuth ``error``) or
+        :class:`~tokenflow.errors.TransportError`.
+        """
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        """Send any other request (a device authorization request, say) through the server's
+        transport: TLS, proxies, deadlines and the body cap apply."""
+
+    def clock(self) -> float:
+        """The engine's clock (wall time in seconds; injectable in tests)."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (interruptible; a fake clock in tests advances instead)."""
+
+    def notify(self, message: str, *, url: str | None = None, user_code: str | None = None) -> None:
+        """Tell the person what to do (open *url*, enter *user_code*): emits a ``login_required``
+        event and calls the embedding tool's ``login`` callback, or writes to the terminal."""
+
+
+class Grant(Protocol):
+    """How a profile gets its first token (``grant: NAME``), registered by
+    ``tokenflow_register_grants``.
+
+    :ivar interactive: whether it needs a person (a browser, a device code). The CLI runs an
+        interactive grant only when a person can answer, and says ``tokenflow login`` otherwise.
+    :ivar secret_options: the profile keys that hold secrets (a literal or a secret source, as
+        ``password`` does): they are validated as secrets, masked and resolved lazily.
+    :ivar identity_options: the profile keys that tell users apart (``username``): they enter the
+        cache key, so two users never share a token. Secret-valued ones enter by the rules of
+        their source (by value only for cheap sources such as ``env`` and ``file``).
+    """
+
+    interactive: bool
+    secret_options: Collection[str]
+    identity_options: Collection[str]
+
+    def obtain(self, context: GrantContext) -> Token:
+        """Run the grant and return the new token (the engine saves it)."""
+
+
 # -- the register(...) callables handed to the registration hooks ---------------------------
 class StoreRegistrar(Protocol):
     """The ``register`` callable handed to ``tokenflow_register_stores``."""
@@ -130,6 +217,14 @@ class SourceRegistrar(Protocol):
         resolver: SecretResolver,
         options_schema: Mapping[str, Any] | None = None,
         cache_key_safe: bool = False,
+    ) -> None: ...
+
+
+class GrantRegistrar(Protocol):
+    """The ``register`` callable handed to ``tokenflow_register_grants``."""
+
+    def __call__(
+        self, name: str, grant: Grant, options_schema: Mapping[str, Any] | None = None
     ) -> None: ...
 
 

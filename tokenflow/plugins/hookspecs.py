@@ -17,7 +17,12 @@ import pluggy
 
 if TYPE_CHECKING:
     from tokenflow.events import TokenEvent
-    from tokenflow.plugins.contracts import DialectRegistrar, SourceRegistrar, StoreRegistrar
+    from tokenflow.plugins.contracts import (
+        DialectRegistrar,
+        GrantRegistrar,
+        SourceRegistrar,
+        StoreRegistrar,
+    )
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -64,6 +69,21 @@ def tokenflow_register_dialects(register: DialectRegistrar) -> None:
 
     :param register: call ``register(name, dialect)`` with an object implementing
         :class:`tokenflow.interfaces.Dialect`. Dialects must be stateless (shared by threads).
+    """
+
+
+@hookspec
+def tokenflow_register_grants(register: GrantRegistrar) -> None:
+    """Register grants: how a profile gets its first token (``grant: NAME`` in a profile).
+
+    :param register: call ``register(name, grant, options_schema=None)`` with an object
+        implementing :class:`tokenflow.plugins.contracts.Grant`. ``options_schema`` is a JSON
+        Schema object whose ``properties`` are the profile keys the grant reads (``username``,
+        ``redirect_uri``...) and whose ``required`` lists the ones it cannot run without; they are
+        validated, after ``extends``, with FILE:LINE:COL errors like store options. Keys listed in
+        the grant's ``secret_options`` are secrets: a literal or one secret source. The built-in
+        ``password`` and ``client_credentials`` grants are registered through this hook too.
+        Refreshing is the engine's job: a grant runs only when no usable token is left.
     """
 
 
