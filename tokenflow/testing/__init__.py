@@ -5,6 +5,11 @@ benchmarks and users' own test suites can run tokenflow against a realistic
 Team Server / RFC 6749 endpoint without network access.  Standard library only;
 the pytest plugin lives in :mod:`tokenflow.testing.pytest_plugin` so importing
 this package never imports pytest.
+
+The server is split by job (see :mod:`tokenflow.testing.server` for the map): ``server`` is the
+:class:`EmbeddedServer` facade; ``model``, ``wire``, ``quirks``, ``issuer``, ``endpoints``,
+``faults`` and ``ledger`` are its parts.  Import from this package: the names below are the
+public API; the modules behind them may move.
 """
 
 from __future__ import annotations
