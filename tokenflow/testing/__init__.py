@@ -8,8 +8,8 @@ this package never imports pytest.
 
 The server is split by job (see :mod:`tokenflow.testing.server` for the map): ``server`` is the
 :class:`EmbeddedServer` facade; ``model``, ``wire``, ``quirks``, ``issuer``, ``endpoints``,
-``faults`` and ``ledger`` are its parts.  Import from this package: the names below are the
-public API; the modules behind them may move.
+``faults``, ``ledger``, ``authorize``, ``device`` and ``discovery`` are its parts.  Import from
+this package: the names below are the public API; the modules behind them may move.
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ from tokenflow.testing.server import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PASSWORD,
+    DEFAULT_PUBLIC_CLIENT_ID,
+    DEFAULT_REDIRECT_URIS,
     DEFAULT_SCOPE,
     DEFAULT_USERNAME,
     OMIT,
     Account,
     Client,
+    DeviceRequest,
     EmbeddedServer,
     IssuedToken,
+    PendingAuthorization,
     RawRequest,
     RequestRecord,
     ScriptedResponse,
@@ -38,13 +42,17 @@ __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_PASSWORD",
+    "DEFAULT_PUBLIC_CLIENT_ID",
+    "DEFAULT_REDIRECT_URIS",
     "DEFAULT_SCOPE",
     "DEFAULT_USERNAME",
     "OMIT",
     "Account",
     "Client",
+    "DeviceRequest",
     "EmbeddedServer",
     "IssuedToken",
+    "PendingAuthorization",
     "RawRequest",
     "RequestRecord",
     "ScriptedResponse",

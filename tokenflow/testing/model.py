@@ -9,7 +9,7 @@ plumbing in :mod:`~tokenflow.testing.wire`, token state in :mod:`~tokenflow.test
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -19,6 +19,14 @@ DEFAULT_USERNAME: Final = "alice"
 DEFAULT_PASSWORD: Final = "wonderland"
 DEFAULT_SCOPE: Final = "read write"
 MAX_BODY: Final = 1024 * 1024
+DEFAULT_PUBLIC_CLIENT_ID: Final = "tokenflow-cli"
+# RFC 8252 §7.3: a loopback redirect URI is registered without a port and matches any port.
+DEFAULT_REDIRECT_URIS: Final = (
+    "http://127.0.0.1/callback",
+    "http://localhost/callback",
+    "http://[::1]/callback",
+)
+METADATA_DOCUMENTS: Final = ("oauth-authorization-server", "openid-configuration")
 
 
 class Account(NamedTuple):
@@ -29,7 +37,10 @@ class Account(NamedTuple):
 
 
 class Client(NamedTuple):
-    """A registered OAuth client (confidential: it always has a secret)."""
+    """A registered confidential OAuth client (it always has a secret).
+
+    Public clients (no secret, RFC 6749 §2.1) are only ids: ``ServerConfig.public_clients``.
+    """
 
     client_id: str
     secret: str
@@ -54,6 +65,27 @@ class ServerConfig:
     expire tokens without sleeping, ``date_offset`` skews the ``Date`` header
     like a server with a wrong clock, and ``latency`` makes token requests slow.
     Lifetimes are in seconds; ``refresh_token_lifetime=None`` never expires.
+
+    Interactive sign-in (authorization code, device code) and discovery:
+
+    - ``public_clients``: ids of clients without a secret; they must use PKCE and may not
+      use ``client_credentials``.  ``redirect_uris``: registered for every client; a
+      loopback one (``http://127.0.0.1/…``, ``localhost``, ``[::1]``) matches any port.
+    - ``auto_approve=True`` answers ``/authorize`` at once with a redirect carrying a code,
+      as the default account; ``False`` parks the request until a test calls
+      ``approve_authorization`` or ``deny_authorization`` (or ``authorization_wait``
+      seconds of real time pass: then ``access_denied``).
+    - ``require_state`` refuses an authorization request without ``state``;
+      ``require_pkce`` makes PKCE mandatory for confidential clients too (always for
+      public ones; only ``S256`` is accepted).  ``send_iss`` adds RFC 9207's ``iss`` to
+      authorization responses.
+    - ``issuer`` is the issuer identifier in metadata and ``iss``; ``"{url}"`` stands for the
+      server's base URL, so ``"{url}/realms/x"`` gives an issuer with a path and
+      ``"https://wrong.example"`` a deliberately wrong one.  ``metadata_documents`` says
+      which well-known documents are served (drop one to test a client's fallback);
+      ``metadata_overrides`` replaces fields (``OMIT`` drops one).
+    - ``device_code_lifetime`` and ``device_poll_interval`` (RFC 8628): polling faster than
+      the interval answers ``slow_down`` and adds 5 s to it; ``0`` never says slow_down.
     """
 
     accounts: Mapping[str, str] = field(default_factory=_default_accounts)
@@ -70,6 +102,26 @@ class ServerConfig:
     latency: float = 0.0
     max_body: int = MAX_BODY
     max_recorded_requests: int = 10_000
+    public_clients: Sequence[str] = (DEFAULT_PUBLIC_CLIENT_ID,)
+    redirect_uris: Sequence[str] = DEFAULT_REDIRECT_URIS
+    auto_approve: bool = True
+    authorization_wait: float = 60.0
+    authorization_code_lifetime: float = 60.0
+    require_state: bool = True
+    require_pkce: bool = False
+    send_iss: bool = False
+    issuer: str = "{url}"
+    metadata_documents: Sequence[str] = METADATA_DOCUMENTS
+    metadata_overrides: Mapping[str, object] = field(default_factory=dict)
+    device_code_lifetime: float = 600.0
+    device_poll_interval: int = 5
+
+    def is_public(self, client_id: str) -> bool:
+        """A known client without a secret (a confidential id of the same name wins)."""
+        return client_id not in self.clients and client_id in self.public_clients
+
+    def is_known(self, client_id: str) -> bool:
+        return client_id in self.clients or client_id in self.public_clients
 
 
 @dataclass(frozen=True)

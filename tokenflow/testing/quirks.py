@@ -115,13 +115,22 @@ def client_credentials(
 def authenticate(
     ex: Exchange, params: Mapping[str, str], sources: Mapping[str, str], config: ServerConfig
 ) -> str:
-    """Authenticate a confidential client by HTTP Basic or parameters; return its id."""
+    """Authenticate a client by HTTP Basic or parameters; return its id.
+
+    A confidential client proves its secret; a public client (RFC 6749 §2.1) only names
+    itself, with ``client_id`` in the query or body or Basic with an empty secret, and a
+    public client that sends a secret is refused like a wrong one.
+    """
     presented = client_credentials(ex, params, sources)
     if presented is None:
         raise unauthorized()
     client_id, secret = presented
     if params.get("client_id", client_id) != client_id:
         raise invalid_client(config, "Given client ID does not match authenticated client")
+    if config.is_public(client_id):
+        if secret:
+            raise invalid_client(config, "Bad client credentials")
+        return client_id
     expected = config.clients.get(client_id)
     if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
         raise invalid_client(config, "Bad client credentials")

@@ -9,6 +9,15 @@ The embedded server reproduces them and also speaks plain RFC 6749 / RFC 7009, s
 can be exercised against both dialects over real HTTP on loopback with nothing but the
 standard library.
 
+It also signs people in, for clients' interactive grants, with a test's HTTP client as the
+browser: the authorization code grant with PKCE S256 and loopback redirects on any port
+(``/authorize``, ``/api/oauth/authorize``), the device grant (``/device_authorization``, a
+verification page at ``/device``), and RFC 8414 / OpenID Connect metadata.  Tests decide
+what the "user" does with :meth:`EmbeddedServer.approve_authorization`,
+:meth:`~EmbeddedServer.deny_authorization`, :meth:`~EmbeddedServer.approve_device`,
+:meth:`~EmbeddedServer.deny_device`, :meth:`~EmbeddedServer.expire_device` and
+:meth:`~EmbeddedServer.script_device_polls`.
+
 This module is the facade: lifecycle (start, stop, context manager), addresses, fault
 injection and test hooks, inspection.  The parts behind it, one job each:
 
@@ -18,6 +27,9 @@ injection and test hooks, inspection.  The parts behind it, one job each:
 :mod:`~tokenflow.testing.quirks`          Team Server's (Spring's) answer shapes and client checks
 :mod:`~tokenflow.testing.issuer`          token state: issue, reuse, refresh, rotate, revoke
 :mod:`~tokenflow.testing.endpoints`       paths and what each endpoint checks
+:mod:`~tokenflow.testing.authorize`       authorization code grant: redirects, PKCE, codes
+:mod:`~tokenflow.testing.device`          device authorization grant (RFC 8628)
+:mod:`~tokenflow.testing.discovery`       RFC 8414 / OpenID Connect metadata
 :mod:`~tokenflow.testing.faults`          scripted responses: ``fail_next``, ``script``
 :mod:`~tokenflow.testing.ledger`          request counts, history, the last raw request
 ========================================  ==================================================
@@ -38,6 +50,9 @@ from email.utils import formatdate
 from types import TracebackType
 from typing import Any
 
+from tokenflow.testing.authorize import AUTHORIZE_PATH, TEAMSERVER_AUTHORIZE_PATH, PendingAuthorization
+from tokenflow.testing.device import DEVICE_AUTHORIZATION_PATH, VERIFICATION_PATH, DeviceRequest
+from tokenflow.testing.discovery import OAUTH_METADATA, OPENID_CONFIGURATION, WELL_KNOWN
 from tokenflow.testing.endpoints import (
     RESOURCE_PATH,
     REVOKE_PREFIX,
@@ -60,6 +75,8 @@ from tokenflow.testing.model import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PASSWORD,
+    DEFAULT_PUBLIC_CLIENT_ID,
+    DEFAULT_REDIRECT_URIS,
     DEFAULT_SCOPE,
     DEFAULT_USERNAME,
     MAX_BODY,
@@ -74,6 +91,8 @@ __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_PASSWORD",
+    "DEFAULT_PUBLIC_CLIENT_ID",
+    "DEFAULT_REDIRECT_URIS",
     "DEFAULT_SCOPE",
     "DEFAULT_USERNAME",
     "MAX_BODY",
@@ -84,8 +103,10 @@ __all__ = [
     "TOKEN_PATH",
     "Account",
     "Client",
+    "DeviceRequest",
     "EmbeddedServer",
     "IssuedToken",
+    "PendingAuthorization",
     "RawRequest",
     "RequestRecord",
     "ScriptedResponse",
@@ -162,7 +183,9 @@ class EmbeddedServer:
         self._issuer = TokenIssuer(self.config)
         self._ledger = Ledger(self.config.max_recorded_requests)
         self._script = ResponseQueue()
-        self._endpoints = Endpoints(self.config, self._issuer, self._ledger, self._script)
+        self._endpoints = Endpoints(
+            self.config, self._issuer, self._ledger, self._script, lambda: self.url
+        )
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -172,6 +195,7 @@ class EmbeddedServer:
             if self._httpd is not None:
                 return self
             httpd = LoopbackHTTPServer(_App(self), self._requested_port)
+            self._endpoints.authorizations.reopen()
             self._port = httpd.server_address[1]
             self._httpd = httpd
             # A short poll interval keeps stop() fast: tests start many servers.
@@ -191,6 +215,7 @@ class EmbeddedServer:
             self._httpd = self._thread = None
         if httpd is None:
             return
+        self._endpoints.authorizations.close()  # parked /authorize requests answer at once
         httpd.shutdown()
         httpd.server_close()
         with self._lock:
@@ -256,6 +281,44 @@ class EmbeddedServer:
         return self.url + RESOURCE_PATH
 
     @property
+    def issuer(self) -> str:
+        """The issuer identifier of the metadata and of ``iss`` (``ServerConfig.issuer``)."""
+        return self._endpoints.issuer_id()
+
+    @property
+    def authorize_url(self) -> str:
+        """The RFC 6749 authorization endpoint (``/authorize``)."""
+        return self.url + AUTHORIZE_PATH
+
+    @property
+    def teamserver_authorize_url(self) -> str:
+        """Team Server's authorization endpoint (``/api/oauth/authorize``); same behaviour."""
+        return self.url + TEAMSERVER_AUTHORIZE_PATH
+
+    @property
+    def device_authorization_url(self) -> str:
+        return self.url + DEVICE_AUTHORIZATION_PATH
+
+    @property
+    def verification_url(self) -> str:
+        """The device grant's ``verification_uri``: a page where a code is approved."""
+        return self.url + VERIFICATION_PATH
+
+    @property
+    def metadata_url(self) -> str:
+        """RFC 8414 metadata location for an issuer on this server (path inserted, §3.1)."""
+        return self.url + WELL_KNOWN + OAUTH_METADATA + self._issuer_path()
+
+    @property
+    def openid_configuration_url(self) -> str:
+        """OpenID Connect discovery location for an issuer on this server (path appended)."""
+        return self.url + self._issuer_path() + WELL_KNOWN + OPENID_CONFIGURATION
+
+    def _issuer_path(self) -> str:
+        issuer = self.issuer
+        return issuer[len(self.url) :].rstrip("/") if issuer.startswith(self.url + "/") else ""
+
+    @property
     def default_account(self) -> Account:
         """The first configured account, so tests need not repeat credentials."""
         username, password = next(iter(self.config.accounts.items()))
@@ -266,6 +329,11 @@ class EmbeddedServer:
         """The first configured client."""
         client_id, secret = next(iter(self.config.clients.items()))
         return Client(client_id, secret)
+
+    @property
+    def default_public_client_id(self) -> str:
+        """The first public client (no secret), for authorization and device code grants."""
+        return next(iter(self.config.public_clients))
 
     # -- fault injection and test hooks -------------------------------------
 
@@ -322,6 +390,93 @@ class EmbeddedServer:
     def is_valid_refresh_token(self, token: str) -> bool:
         return self._issuer.is_valid_refresh_token(token)
 
+    # -- interactive sign-in hooks ---------------------------------------------
+
+    def approve_authorization(
+        self, state: str | None = None, *, user: str | None = None, timeout: float = 10.0
+    ) -> PendingAuthorization:
+        """Approve a parked authorization request (with ``auto_approve=False``).
+
+        The oldest pending one, or the oldest with ``state``; as ``user`` (default: the
+        first account).  Waits up to ``timeout`` seconds for the request to arrive, so a
+        test may call it before its client's request reached the server; raises
+        ``TimeoutError`` if none does.  The request is then answered with a redirect
+        carrying a code.
+        """
+        username = user if user is not None else self.default_account.username
+        return self._endpoints.authorizations.decide(state, timeout, username=username, denial=None)
+
+    def deny_authorization(
+        self,
+        state: str | None = None,
+        *,
+        description: str = "The user denied the request",
+        timeout: float = 10.0,
+    ) -> PendingAuthorization:
+        """Deny a parked authorization request: its redirect carries ``error=access_denied``."""
+        return self._endpoints.authorizations.decide(
+            state, timeout, username=None, denial=description
+        )
+
+    def pending_authorizations(self) -> list[PendingAuthorization]:
+        """Authorization requests waiting for :meth:`approve_authorization`, oldest first."""
+        return self._endpoints.authorizations.pending()
+
+    def expire_authorization_codes(self) -> None:
+        """Expire every authorization code issued so far: exchanging one is ``invalid_grant``."""
+        self._endpoints.authorizations.expire_codes()
+
+    def approve_device(
+        self, user_code: str | None = None, *, user: str | None = None, timeout: float = 10.0
+    ) -> DeviceRequest:
+        """Approve a device authorization by its user code (any case, dashes optional).
+
+        Without ``user_code``, the oldest pending one.  Waits up to ``timeout`` seconds for
+        a matching request; raises ``TimeoutError`` if none comes.  The next poll gets a
+        token (unless it is too early: ``slow_down``).
+        """
+        username = user if user is not None else self.default_account.username
+        return self._endpoints.devices.decide(
+            user_code, timeout, username=username, denial=""
+        )
+
+    def deny_device(
+        self,
+        user_code: str | None = None,
+        *,
+        description: str = "The user denied the request",
+        timeout: float = 10.0,
+    ) -> DeviceRequest:
+        """Deny a device authorization: polls then answer ``access_denied``."""
+        return self._endpoints.devices.decide(user_code, timeout, username=None, denial=description)
+
+    def expire_device(self, user_code: str | None = None) -> None:
+        """Expire one device authorization, or all: polls then answer ``expired_token``."""
+        self._endpoints.devices.expire(user_code)
+
+    def device_requests(self) -> list[DeviceRequest]:
+        """Every device authorization so far, with its status, oldest first."""
+        return self._endpoints.devices.requests()
+
+    def script_device_polls(self, *responses: str | int | ScriptedResponse) -> None:
+        """Make the next device-grant polls answer these, in order, before any check.
+
+        A string is an RFC 8628 error (``"authorization_pending"``, ``"slow_down"``,
+        ``"access_denied"``, ``"expired_token"``) as a 400 JSON body; an int is an HTTP
+        status with a proxy's HTML page (``429`` adds ``Retry-After: 1``); a
+        :class:`ScriptedResponse` is sent verbatim.  Other grants are not affected.
+        """
+        items: list[ScriptedResponse] = []
+        for response in responses:
+            if isinstance(response, str):
+                items.append(error_response(400, response, f"Scripted {response}"))
+            elif isinstance(response, int):
+                headers = {"Retry-After": "1"} if response == 429 else None
+                items.append(proxy_error(response, headers=headers))
+            else:
+                items.append(response)
+        self._endpoints.devices.poll_script.extend(items)
+
     # -- inspection ------------------------------------------------------------
 
     @property
@@ -329,8 +484,10 @@ class EmbeddedServer:
         """Request counts (a copy; missing keys read as 0).
 
         Keys: ``token`` (every token endpoint request), its grant type
-        (``password``, ``client_credentials``, ``refresh_token``, or
-        ``invalid`` when missing/unsupported), ``revoke`` and ``resource``.
+        (``password``, ``client_credentials``, ``refresh_token``,
+        ``authorization_code``, ``device_code`` for RFC 8628's URN, or ``invalid``
+        when missing/unsupported), ``revoke``, ``resource``, ``authorize``,
+        ``device_authorization``, ``device_verification`` and ``metadata``.
         """
         return self._ledger.counts
 
