@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from tokenflow.testing import (
     DEFAULT_PUBLIC_CLIENT_ID,
     OMIT,
     EmbeddedServer,
+    HeadlessBrowser,
     ScriptedResponse,
 )
 
@@ -649,3 +651,83 @@ def test_metadata_wrong_issuer_fallback_and_overrides(make_server: Callable[...,
     assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_post"]
     assert "device_authorization_endpoint" not in doc
     assert post(custom.metadata_url, {}).status == 405
+
+
+# -- the headless browser -------------------------------------------------------------------
+
+
+class CallbackListener:
+    """The client side of a loopback redirect: records the query of each callback."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, str]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                received.append({k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()})
+                body = b"signed in"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"http://127.0.0.1:{self.httpd.server_address[1]}/callback"
+        threading.Thread(target=self.httpd.handle_request, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.server_close()
+
+
+def test_headless_browser_lands_on_the_client_callback(server: EmbeddedServer) -> None:
+    listener = CallbackListener()
+    try:
+        browser = HeadlessBrowser(timeout=10)
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": DEFAULT_PUBLIC_CLIENT_ID,
+                "redirect_uri": listener.uri,
+                "state": "s1",
+                "code_challenge": challenge_of("v" * 43),
+                "code_challenge_method": "S256",
+            }
+        )
+        assert browser.open(server.authorize_url + "?" + query) is True
+        (visit,) = browser.wait(timeout=10)
+        assert (visit.status, visit.body, visit.error) == (200, b"signed in", None)
+        assert visit.final_url is not None and visit.final_url.startswith(listener.uri + "?code=")
+        (callback,) = listener.received
+        assert callback["state"] == "s1"
+        resp = exchange(server, callback["code"], redirect_uri=listener.uri)
+        assert resp.status == 200
+    finally:
+        listener.close()
+
+
+def test_headless_browser_stays_on_loopback(make_server: Callable[..., EmbeddedServer]) -> None:
+    srv = make_server(redirect_uris=("https://app.example/cb",))
+    browser = HeadlessBrowser(timeout=10)
+    assert browser.open("https://example.com/authorize") is False
+    assert browser.open(authorize_url_for(srv, "https://app.example/cb")) is True
+    first, second = browser.wait(timeout=10)
+    assert first.error == "not a loopback URL"
+    assert second.status is None and second.error is not None and "off loopback" in second.error
+
+
+def authorize_url_for(srv: EmbeddedServer, redirect_uri: str) -> str:
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": DEFAULT_PUBLIC_CLIENT_ID,
+            "redirect_uri": redirect_uri,
+            "state": "s",
+            "code_challenge": challenge_of("v" * 43),
+            "code_challenge_method": "S256",
+        }
+    )
+    return srv.authorize_url + "?" + query

@@ -8,12 +8,15 @@ this package never imports pytest.
 
 The server is split by job (see :mod:`tokenflow.testing.server` for the map): ``server`` is the
 :class:`EmbeddedServer` facade; ``model``, ``wire``, ``quirks``, ``issuer``, ``endpoints``,
-``faults``, ``ledger``, ``authorize``, ``device`` and ``discovery`` are its parts.  Import from
-this package: the names below are the public API; the modules behind them may move.
+``faults``, ``ledger``, ``authorize``, ``device`` and ``discovery`` are its parts;
+:class:`HeadlessBrowser` (``browser``) stands in for a user's browser in tests of interactive
+sign-in.  Import from this package: the names below are the public API; the modules behind
+them may move.
 """
 
 from __future__ import annotations
 
+from tokenflow.testing.browser import HeadlessBrowser, Visit
 from tokenflow.testing.server import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -51,12 +54,14 @@ __all__ = [
     "Client",
     "DeviceRequest",
     "EmbeddedServer",
+    "HeadlessBrowser",
     "IssuedToken",
     "PendingAuthorization",
     "RawRequest",
     "RequestRecord",
     "ScriptedResponse",
     "ServerConfig",
+    "Visit",
     "error_response",
     "success_body",
     "success_response",
