@@ -217,7 +217,7 @@ def cmd_token(ns: argparse.Namespace) -> int:
     config = _load(ns)
     session = config.session(ns.profile)
     token = session.force_refresh() if ns.force_refresh else session.token()
-    write_index(config, _sources(ns))
+    write_index(config, _sources(ns), served=session.profile.name)
     sys.stdout.write(render(ns.format, token.access_token, token.token_type, token.expires_at,
                             token.scope, time.time()))
     return EXIT_OK
