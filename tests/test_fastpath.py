@@ -490,7 +490,7 @@ def two_identities(cli: Cli, tokenflow_server_factory: ServerFactory,
 def test_a_forged_entry_mapping_a_profile_to_another_token_is_not_believed(
     cli: Cli, tokenflow_server_factory: ServerFactory, write_config: WriteConfig
 ) -> None:
-    path, alice, bob = two_identities(cli, tokenflow_server_factory, write_config)
+    path, alice, _bob = two_identities(cli, tokenflow_server_factory, write_config)
     ((name, index),) = cli.indexes().items()
     folder = cli.cache / "index" / name
     alice_entry = next(folder / f for f in (p.name for p in folder.glob("p-*.json"))
@@ -512,7 +512,7 @@ def test_a_forged_entry_mapping_a_profile_to_another_token_is_not_believed(
 def test_an_index_others_can_write_is_not_used(
     cli: Cli, tokenflow_server_factory: ServerFactory, write_config: WriteConfig, where: str
 ) -> None:
-    path, alice, _bob = two_identities(cli, tokenflow_server_factory, write_config)
+    path, _alice, _bob = two_identities(cli, tokenflow_server_factory, write_config)
     (folder,) = (cli.cache / "index").glob("*/")
     target = {"index": folder / "head.json", "index-dir": folder, "cache": cli.cache}[where]
     target.chmod(target.stat().st_mode | 0o022)
