@@ -27,6 +27,7 @@ class EventKind(enum.StrEnum):
     STORED = "stored"  # a token was saved to the store
     DELETED = "deleted"  # a token was removed from the store (logout)
     REVOKED = "revoked"  # the server accepted a revocation
+    INVALIDATED = "invalidated"  # a resource server refused the token; it was forgotten (401)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from tokenflow.errors import ConfigError
 if TYPE_CHECKING:
     from tokenflow.engine.session import TokenSession
     from tokenflow.plugins.host import PluginHost
+    from tokenflow.pools import TransportPool
 
 __all__ = ["ClientSpec", "Config", "Profile", "SecretSpec", "ServerSpec", "StoreSpec"]
 
@@ -91,6 +92,7 @@ class Profile:
     refresh_margin: float = DEFAULT_REFRESH_MARGIN
     default_lifetime: float = DEFAULT_LIFETIME
     params: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry an assertion
+    token_placement: str = "header"  # "header" (Authorization: Bearer) or "query" (?access_token=)
     description: str = ""
     where: str = ""  # FILE:LINE where the profile is defined
     extends: tuple[str, ...] = ()  # the chain of parents, nearest first
@@ -101,7 +103,7 @@ class Config:
     """A loaded, validated configuration: what :func:`tokenflow.load_config` returns.
 
     Sessions are created on demand and reused, so every caller in a process shares one token
-    (and one connection pool) per profile.
+    per profile, and every session (private ones too) shares one connection pool per server.
     """
 
     profiles: Mapping[str, Profile]
@@ -114,6 +116,7 @@ class Config:
     env_used: frozenset[str] = frozenset()
     _sessions: dict[str, TokenSession] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _transports: TransportPool | None = field(default=None, repr=False)
 
     def default_profile_name(self) -> str:
         """``$TOKENFLOW_PROFILE``, else the only profile, else a ConfigError listing them."""
@@ -142,23 +145,38 @@ class Config:
         """The thread-safe :class:`~tokenflow.engine.TokenSession` of a profile.
 
         Without *options* the session is cached and shared; with options (for example
-        ``clock=`` or ``store=`` in tests) a new, private session is built.
+        ``on_event=`` to log or count :class:`~tokenflow.events.TokenEvent`, or ``clock=`` or
+        ``store=`` in tests) a new, private session is built. Every session shares this
+        config's connection pools (one per server), so many sessions do not mean many sockets.
         """
         from tokenflow.engine.session import TokenSession
 
         profile = self.profile(name)
-        if options:
-            return TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir, **options)
         with self._lock:
+            transports = self._transport_pool()
+            if options:
+                options.setdefault("transports", transports)
+                return TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir, **options)
             session = self._sessions.get(profile.name)
             if session is None:
-                session = TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir)
+                session = TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir,
+                                       transports=transports)
                 self._sessions[profile.name] = session
             return session
 
+    def _transport_pool(self) -> TransportPool:
+        """The pools shared by this config's sessions (created lazily; call under ``_lock``)."""
+        if self._transports is None:
+            from tokenflow.pools import TransportPool  # light: urllib3 loads with the first request
+
+            self._transports = TransportPool()
+        return self._transports
+
     def close(self) -> None:
-        """Close every session's connection pool."""
+        """Close every connection pool and forget the shared sessions."""
         with self._lock:
             for session in self._sessions.values():
                 session.close()
             self._sessions.clear()
+            if self._transports is not None:
+                self._transports.close()
