@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -606,3 +608,33 @@ def test_importing_tokenflow_and_the_adapters_package_loads_no_http_client() -> 
             "print([m for m in ('requests', 'httpx', 'anyio', 'trio', 'urllib3') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+# -- docs/embedding.md: every example is a complete program that works ---------------------------
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "embedding.md"
+
+
+def doc_examples() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", DOCS.read_text(encoding="utf-8"), re.M | re.S)
+
+
+def test_the_embedding_guide_has_an_example_per_client() -> None:
+    examples = doc_examples()
+    needles = ("tokenflow.adapters.requests", "httpx.Client(", "httpx.AsyncClient(",
+               "urllib3.PoolManager(", "on_event=")
+    for needle in needles:
+        assert any(needle in example for example in examples), needle
+
+
+@pytest.mark.parametrize("index", range(len(doc_examples())))
+def test_embedding_guide_example_runs(
+    index: int, server: EmbeddedServer, api: ResourceServer, write_config: WriteConfig
+) -> None:
+    path = write_config(profile_yaml(server))
+    code = doc_examples()[index].replace("https://api.example.com/things", api.url)
+    env = {**os.environ, "TOKENFLOW_CONFIG": str(path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+    if "API" in code:
+        assert api.statuses() and set(api.statuses()) == {200}
