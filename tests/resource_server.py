@@ -41,7 +41,8 @@ class ResourceServer:
     """``ThreadingHTTPServer`` on 127.0.0.1 guarding ``/api/things`` with the issuer's tokens.
 
     Knobs (set them between requests): ``forbid`` answers 403 to a valid token, ``refuse_all``
-    answers 401 whatever the token, ``challenge`` is the ``WWW-Authenticate`` value of a 401.
+    answers 401 whatever the token, ``challenge`` is the ``WWW-Authenticate`` value of a 401,
+    ``pad_401`` makes a 401's body that many bytes longer.
     """
 
     def __init__(self, issuer: EmbeddedServer) -> None:
@@ -49,6 +50,7 @@ class ResourceServer:
         self.forbid = False
         self.refuse_all = False
         self.challenge = INVALID_TOKEN
+        self.pad_401 = 0  # extra bytes in a 401's body
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -100,6 +102,8 @@ class ResourceServer:
             status, payload = 200, {"ok": True, "body": body.decode("latin-1")}
         with self._lock:
             self._seen.append(Seen(method, parts.path, parts.query, authorization, token, body, status))
+        if status == 401 and self.pad_401:
+            payload["padding"] = "x" * self.pad_401
         return status, extra, json.dumps(payload).encode()
 
 

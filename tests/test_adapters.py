@@ -204,6 +204,18 @@ def test_requests_rewinds_a_file_body_and_resends_it(
     assert response.json()["body"] == "the payload"
 
 
+def test_requests_resends_after_a_large_401_body_without_reading_it(
+    config: Config, server: EmbeddedServer, api: ResourceServer
+) -> None:
+    session = config.session()
+    session.token()
+    revoke_every_access_token(server, api)
+    api.pad_401 = 512 * 1024
+    response = requests.get(api.url, auth=RequestsAuth(session), timeout=10)
+    assert response.status_code == 200 and [h.status_code for h in response.history] == [401]
+    assert api.statuses() == [401, 200]
+
+
 def test_requests_does_not_resend_a_streaming_body(
     config: Config, server: EmbeddedServer, api: ResourceServer
 ) -> None:

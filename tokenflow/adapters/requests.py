@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["TokenflowAuth"]
 
 _UNSET = object()
+MAX_DRAIN = 64 * 1024  # bytes of a 401's body read to keep its connection for the resend
 
 
 class TokenflowAuth(requests.auth.AuthBase):
@@ -97,8 +98,12 @@ class TokenflowAuth(requests.auth.AuthBase):
                 return r
         self.session.invalidate(token)
         new = self.session.token()
-        # free the connection for the resend (what HTTPDigestAuth does)
-        r.content  # noqa: B018
+        # free the connection for the resend (what HTTPDigestAuth does), reading a small 401
+        # body so the connection can be reused; a large or unsized one is not read: the
+        # connection is closed instead (bounded, and the resend opens another)
+        length = r.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) <= MAX_DRAIN:
+            r.content  # noqa: B018
         r.close()
         resend = request.copy()
         jar: Any = getattr(request, "_cookies", None)
