@@ -401,18 +401,21 @@ def test_httpx_async_does_not_resend_an_async_stream(
 def test_the_event_loop_keeps_running_while_a_refresh_is_slow(
     tokenflow_server_factory: ServerFactory, write_config: WriteConfig
 ) -> None:
-    """With every token request taking 500 ms, a ticker task on the loop is never held up.
+    """With every token request taking 500 ms, a ticker task on the loop is never held up,
+    and the 32 waiting tasks share one worker thread rather than parking one each.
 
-    A blocking refresh would stall it for the whole 500 ms; the bound (250 ms) leaves room for
-    a loaded machine. The ticker first proves it notices a deliberate 500 ms block.
+    A blocking refresh would stall the ticker for the whole 500 ms; the bound (250 ms) leaves
+    room for a loaded machine. The ticker first proves it notices a deliberate 500 ms block.
     """
     slow = tokenflow_server_factory(latency=0.5)
     config = load(slow, write_config)
     session = config.session()
     with ResourceServer(slow) as api:
-        async def main() -> tuple[float, float, list[int]]:
+        async def main() -> tuple[float, float, list[int], int]:
             gaps: list[float] = []
+            threads: list[float] = []
             stop = asyncio.Event()
+            limiter = anyio.to_thread.current_default_thread_limiter()
 
             async def ticker() -> None:
                 last = time.perf_counter()
@@ -420,6 +423,7 @@ def test_the_event_loop_keeps_running_while_a_refresh_is_slow(
                     await asyncio.sleep(0.005)
                     now = time.perf_counter()
                     gaps.append(now - last)
+                    threads.append(limiter.borrowed_tokens)
                     last = now
 
             tick = asyncio.create_task(ticker())
@@ -429,18 +433,19 @@ def test_the_event_loop_keeps_running_while_a_refresh_is_slow(
             blocked = max(gaps)
             gaps.clear()
             async with httpx.AsyncClient(auth=HttpxAuth(session), timeout=30) as client:
-                first = await asyncio.gather(*(client.get(api.url) for _ in range(8)))  # a slow grant
+                first = await asyncio.gather(*(client.get(api.url) for _ in range(32)))  # slow grant
                 slow.expire_access_tokens()
-                again = await asyncio.gather(*(client.get(api.url) for _ in range(8)))  # a slow refresh
+                again = await asyncio.gather(*(client.get(api.url) for _ in range(32)))  # slow refresh
             stop.set()
             await tick
-            return blocked, max(gaps), [r.status_code for r in first + again]
+            return blocked, max(gaps), [r.status_code for r in first + again], int(max(threads))
 
-        blocked, worst, statuses = asyncio.run(main())
+        blocked, worst, statuses, threads = asyncio.run(main())
     config.close()
     assert blocked >= 0.45
-    assert statuses == [200] * 16
+    assert statuses == [200] * 64
     assert worst < 0.25, f"the event loop was blocked for {worst * 1000:.0f} ms"
+    assert threads <= 2  # one for the token, at most one for an invalidation
 
 
 # -- urllib3 and anything else -------------------------------------------------------------------
@@ -650,3 +655,49 @@ def test_embedding_guide_example_runs(
     assert done.stdout.strip()
     if "API" in code:
         assert api.statuses() and set(api.statuses()) == {200}
+
+
+# -- the async single flight ----------------------------------------------------------------------
+def test_tasks_waiting_on_a_failing_request_share_its_error(
+    server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed when the block ends: connections are refused
+    text = profile_yaml(server).replace(f":{server.port}/", f":{port}/")
+    config = tokenflow.load_config(write_config(text))
+    events: list[TokenEvent] = []
+    session = config.session(on_event=events.append)
+
+    async def main() -> list[BaseException | Any]:
+        return await asyncio.gather(*(session.atoken() for _ in range(16)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, tokenflow.TransportError) for r in results)
+    assert [e.kind for e in events] == [EventKind.FAILED]  # one attempt for all 16 tasks
+
+
+def test_when_the_task_doing_the_work_is_cancelled_the_others_still_get_a_token(
+    tokenflow_server_factory: ServerFactory, write_config: WriteConfig
+) -> None:
+    slow = tokenflow_server_factory(latency=0.3)
+    config = load(slow, write_config)
+    session = config.session()
+
+    async def main() -> list[Any]:
+        leader = asyncio.create_task(session.atoken())
+        await asyncio.sleep(0.05)  # the leader is in its worker thread now
+        followers = [asyncio.create_task(session.atoken()) for _ in range(8)]
+        await asyncio.sleep(0.05)
+        leader.cancel()
+        tokens = await asyncio.gather(*followers)
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        return tokens
+
+    tokens = asyncio.run(main())
+    assert len({t.access_token for t in tokens}) == 1
+    assert slow.counts["token"] == 1
+    config.close()

@@ -41,9 +41,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from tokenflow.config.model import Profile, SecretSpec
+from tokenflow.engine.aio import AsyncFlight
 from tokenflow.errors import (
     ConfigError,
     CredentialError,
@@ -78,24 +79,8 @@ STALE_RETRY_INTERVAL = 5.0  # seconds between refresh attempts while serving a s
 
 Clock = Callable[[], float]
 EventCallback = Callable[[TokenEvent], None]
-_T = TypeVar("_T")
 
 log = get_logger("tokenflow.session")
-
-
-async def run_off_loop(func: Callable[[], _T]) -> _T:
-    """Run the blocking *func* in a worker thread and await it, without blocking the loop.
-
-    anyio's thread runner when anyio is installed (it comes with httpx), so trio works too;
-    otherwise asyncio's.
-    """
-    try:
-        from anyio import to_thread
-    except ImportError:  # pragma: no cover - anyio is there whenever httpx is
-        import asyncio
-
-        return await asyncio.to_thread(func)
-    return await to_thread.run_sync(func)
 
 
 class State(enum.Enum):
@@ -205,6 +190,8 @@ class TokenSession:
         self.profile = profile
         self._on_event = on_event
         self._transports = transports
+        self._async_flight: AsyncFlight[Token] = AsyncFlight()
+        self._async_invalidations: AsyncFlight[bool] = AsyncFlight()
         self._plugins = plugins
         self._clock = clock
         if interactive is None:
@@ -267,6 +254,8 @@ class TokenSession:
         Returns whether anything was forgotten.
         """
         access = token if isinstance(token, str) else token.access_token
+        if self._holds_newer_than(access):
+            return False
         started = time.perf_counter()
         forgotten: Token | None = None
         with self._lock:
@@ -284,24 +273,38 @@ class TokenSession:
             self._emit(EventKind.INVALIDATED, forgotten, started)
         return forgotten is not None
 
+    def _holds_newer_than(self, access: str) -> bool:
+        """Whether memory holds a fresh token other than *access*: then the store does too
+        (memory only takes tokens read from or saved to the store), and a 401 for *access*
+        is late news that needs no lock."""
+        fresh = self._fresh_token
+        return (fresh is not None and self._clock() < self._fresh_until
+                and fresh.access_token != access)
+
     # -- the async API -------------------------------------------------------------------------
     async def atoken(self) -> Token:
         """:meth:`token` for async code: from memory inline, else in a worker thread.
 
         Any number of tasks (and threads) asking at expiry cause one request, as with
-        :meth:`token`. Works under asyncio, and under trio with anyio installed.
+        :meth:`token`; the tasks of one event loop share one worker thread. Works under
+        asyncio, and under trio with anyio installed.
         """
         if self._clock() < self._fresh_until:
             return self._fresh_token  # type: ignore[return-value]  # set before the deadline
-        return await run_off_loop(lambda: self._obtain(force=False))
+        return await self._async_flight.run(lambda: self._obtain(force=False))
 
     async def aheaders(self) -> dict[str, str]:
         """:meth:`headers` for async code."""
         return {"Authorization": f"Bearer {(await self.atoken()).access_token}"}
 
     async def ainvalidate(self, token: Token | str) -> bool:
-        """:meth:`invalidate` for async code (it takes locks and touches the store: a thread)."""
-        return await run_off_loop(lambda: self.invalidate(token))
+        """:meth:`invalidate` for async code: late news is answered inline; otherwise locks and
+        the store are used in a worker thread, one for all the tasks of a loop reporting the
+        same token."""
+        access = token if isinstance(token, str) else token.access_token
+        if self._holds_newer_than(access):
+            return False
+        return await self._async_invalidations.run(lambda: self.invalidate(access), key=access)
 
     def force_refresh(self) -> Token:
         """Get a new token now (refresh if possible, else grant), whatever the cached one's state."""
