@@ -627,6 +627,22 @@ def test_importing_tokenflow_and_the_adapters_package_loads_no_http_client() -> 
     assert out.stdout.strip() == "[]"
 
 
+def test_sessions_sharing_a_pool_load_urllib3_only_to_send(tmp_path: Path) -> None:
+    code = """
+import sys, tokenflow
+config = tokenflow.config_from_mapping({"version": 1,
+    "servers": {"ts": {"token_url": "https://idp.example/token"}}, "clients": {"app": {"client_id": "x"}},
+    "profiles": {"p": {"server": "ts", "client": "app", "grant": "client_credentials", "store": "memory"}}},
+    cache_dir=sys.argv[1])
+config.session("p").status()
+config.session("p", interactive=False).status()
+print("urllib3" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "False"
+
+
 # -- docs/embedding.md: every example is a complete program that works ---------------------------
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "embedding.md"
 

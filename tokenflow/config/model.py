@@ -154,9 +154,10 @@ class Config:
         profile = self.profile(name)
         with self._lock:
             transports = self._transport_pool()
-            if options:
-                options.setdefault("transports", transports)
-                return TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir, **options)
+        if options:
+            options.setdefault("transports", transports)
+            return TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir, **options)
+        with self._lock:
             session = self._sessions.get(profile.name)
             if session is None:
                 session = TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir,
