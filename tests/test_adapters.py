@@ -565,6 +565,37 @@ def test_query_placement_everywhere_and_never_in_logs(
     assert "access_token" not in (session.apply("https://h/p")[1].get("Authorization") or "")
 
 
+def test_query_placement_with_urllib3_through_apply_stays_out_of_logs(
+    server: EmbeddedServer, write_config: WriteConfig, api: ResourceServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = load(server, write_config, extra_profile={"token_placement": "query"})
+    session = config.session()
+    token = session.token()
+    http = urllib3.PoolManager(retries=False, timeout=10)
+    url, headers = session.apply(api.url + "?page=1", {}, token)
+    assert url.endswith(f"?page=1&access_token={token.access_token}") and headers == {}
+    assert http.request("GET", url, headers=headers).status == 200
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/api/things?page=1&access_token=***" in logged
+    assert token.access_token not in logged
+    config.close()
+    # and in a process that sends no token request (the token comes from the cache), where
+    # nothing but apply() could have put the filters on urllib3's loggers
+    code = """
+import logging, sys, urllib3, tokenflow
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)
+session = tokenflow.load_config(sys.argv[1]).session()
+url, headers = session.apply(sys.argv[2])
+print("status", urllib3.PoolManager(retries=False).request("GET", url, headers=headers).status)
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(config.files[0]), api.url], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert "status 200" in done.stdout and "access_token=***" in done.stdout
+    assert token.access_token not in done.stdout + done.stderr
+    assert server.counts["token"] == 1
+
+
 def test_header_placement_leaves_the_url_alone(config: Config, api: ResourceServer) -> None:
     session = config.session()
     url, headers = session.apply(api.url + "?a=1", {"X": "y"})

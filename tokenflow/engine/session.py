@@ -55,10 +55,10 @@ from tokenflow.errors import (
 )
 from tokenflow.events import EventKind, TokenEvent
 from tokenflow.keyedlocks import KeyedLocks
-from tokenflow.placement import place
+from tokenflow.placement import QUERY, place
 from tokenflow.plugins.contracts import PluginContext, TokenStore
 from tokenflow.plugins.host import PluginHost
-from tokenflow.redact import Secret, get_logger
+from tokenflow.redact import Secret, get_logger, install_log_filters
 from tokenflow.tokens import Token, parse_token_response
 
 if TYPE_CHECKING:
@@ -192,6 +192,7 @@ class TokenSession:
         self._transports = transports
         self._async_flight: AsyncFlight[Token] = AsyncFlight()
         self._async_invalidations: AsyncFlight[bool] = AsyncFlight()
+        self._url_logs_scrubbed = False
         self._plugins = plugins
         self._clock = clock
         if interactive is None:
@@ -241,7 +242,12 @@ class TokenSession:
         ``token_placement`` says: the ``Authorization`` header or the ``access_token`` query
         parameter. Keep the token you used, to hand it to :meth:`invalidate` after a 401."""
         token = self.token() if token is None else token
-        return place(url, headers, token.access_token, self.profile.token_placement)
+        placement = self.profile.token_placement
+        if placement == QUERY and not self._url_logs_scrubbed:
+            # the token is now part of a URL, which HTTP libraries log at DEBUG
+            install_log_filters("httpx", "httpcore")
+            self._url_logs_scrubbed = True
+        return place(url, headers, token.access_token, placement)
 
     def invalidate(self, token: Token | str) -> bool:
         """Forget *token* (a Token or its access token) because a resource server refused it.
