@@ -1,10 +1,11 @@
-"""A protected resource on loopback that enforces the embedded server's tokens, and a TCP proxy
+"""A protected resource on loopback that enforces a token server's tokens, and a TCP proxy
 that counts connections: the real parts the adapter tests talk to.
 
 The embedded server's own resource endpoint answers GET only and never 403; the adapters also
 need POST bodies (rewound or not), a 403 on demand, a 401 that never relents and a challenge
-without ``invalid_token``. Tokens are checked against the embedded server's issued tokens, so
-what the issuer expires or replaces (a refresh drops the old access token) is refused here too.
+without ``invalid_token``, and the independent (oauthlib) server has no resource at all. Tokens
+are checked against the issuer's own records, so what the issuer expires or replaces (a refresh
+drops the old access token) is refused here too.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
-
-from tokenflow.testing import EmbeddedServer
 
 MAX_BODY = 1024 * 1024
 INVALID_TOKEN = 'Bearer realm="api", error="invalid_token", error_description="The access token expired"'
+
+
+class Issuer(Protocol):
+    """A token server that can say whether it still honours an access token (the embedded
+    server and the independent oauthlib server both can)."""
+
+    def is_valid_access_token(self, token: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class ResourceServer:
     ``pad_401`` makes a 401's body that many bytes longer.
     """
 
-    def __init__(self, issuer: EmbeddedServer) -> None:
+    def __init__(self, issuer: Issuer) -> None:
         self.issuer = issuer
         self.forbid = False
         self.refuse_all = False

@@ -27,7 +27,12 @@ import requests
 import trio
 import urllib3
 from conftest import profile_yaml
+from independent_server import (  # noqa: F401  (the fixture is used by name)
+    IndependentServerFactory,
+    independent_server_factory_fixture,
+)
 from resource_server import CountingProxy, ResourceServer
+from test_independent_server import config_yaml as independent_config_yaml
 
 import tokenflow
 from tokenflow.adapters import (
@@ -446,6 +451,50 @@ def test_the_event_loop_keeps_running_while_a_refresh_is_slow(
     assert statuses == [200] * 64
     assert worst < 0.25, f"the event loop was blocked for {worst * 1000:.0f} ms"
     assert threads <= 2  # one for the token, at most one for an invalidation
+
+
+def test_an_independent_server_requests_threads_and_asyncio_tasks_refresh_once(
+    independent_server_factory: IndependentServerFactory, write_config: WriteConfig
+) -> None:
+    """The same promise against oauthlib's token endpoint: its access tokens stop working when
+    its clock passes their expiry (ours still calls them fresh), its refresh grant replaces them."""
+    offset = [0.0]
+    issuer = independent_server_factory(clock=lambda: time.time() + offset[0])
+    config = tokenflow.load_config(write_config(independent_config_yaml(issuer)))
+    session = config.session()
+    with ResourceServer(issuer) as api:
+        auth = RequestsAuth(session)
+        assert requests.get(api.url, auth=auth, timeout=10).status_code == 200
+        offset[0] = 2 * issuer.access_token_lifetime
+        before = issuer.counts
+        barrier = threading.Barrier(THREADS)
+        statuses: list[int] = []
+
+        def call() -> None:
+            barrier.wait(timeout=30)
+            statuses.append(requests.get(api.url, auth=auth, timeout=30).status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert statuses == [200] * THREADS
+        after = issuer.counts
+        assert (after["total"] - before["total"], after["refresh_token"] - before["refresh_token"]) == (1, 1)
+
+        marks: list[Any] = []
+
+        def revoke() -> None:
+            offset[0] = 4 * issuer.access_token_lifetime
+            marks.append(issuer.counts)
+
+        task_statuses = asyncio.run(_many_tasks(api.url, HttpxAuth(session), TASKS, revoke))
+        final = issuer.counts
+        after = marks[0]
+    assert task_statuses == [200] * TASKS
+    assert (final["total"] - after["total"], final["refresh_token"] - after["refresh_token"]) == (1, 1)
+    config.close()
 
 
 # -- urllib3 and anything else -------------------------------------------------------------------
