@@ -77,7 +77,7 @@ def test_every_key_the_loader_reads_is_in_the_schema(schema_text: str) -> None:
     assert set(defs["client"]["properties"]) == {"client_id", "client_secret"}
     assert set(defs["profile"]["properties"]) == {
         "extends", "abstract", "description", "server", "client", "grant", "username",
-        "password", "scope", "store", "refresh_margin", "default_lifetime", "params"}
+        "password", "scope", "store", "refresh_margin", "default_lifetime", "params", "token_placement"}
 
 
 def test_the_schema_file_describes_every_builtin_grant_key_as_the_grant_does(

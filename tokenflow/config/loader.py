@@ -660,6 +660,7 @@ class _ModelBuilder:
             refresh_margin=float(value.get("refresh_margin", DEFAULT_REFRESH_MARGIN)),
             default_lifetime=float(value.get("default_lifetime", DEFAULT_LIFETIME)),
             params=dict(value.get("params", {})),
+            token_placement=str(value.get("token_placement", "header")),
             description=str(value.get("description", "")),
             where=own.doc.location(("profiles", name)),
             extends=lineage,
