@@ -48,17 +48,29 @@ class RedisServer:
     """One redis-server process; ``restart()`` keeps its address (and, with no persistence,
     loses its data, like a crashed Redis without AOF)."""
 
-    def __init__(self, *, tcp: bool = False, password: str | None = None) -> None:
+    def __init__(self, *, tcp: bool = False, password: str | None = None, tls: bool = False) -> None:
         self.binary = require_redis_server()
         # unix socket paths are limited to ~100 bytes: a short temporary directory
         self.directory = Path(tempfile.mkdtemp(prefix="tfredis"))
         self.socket = self.directory / "redis.sock"
         self.port = free_port() if tcp else 0
         self.password = password
+        self.tls_port = free_port() if tls else 0
+        self.ca_file = self.directory / "ca.pem"
+        if tls:  # a throwaway CA (trustme) and a certificate for 127.0.0.1
+            import trustme
+
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1", "localhost")
+            ca.cert_pem.write_to_path(str(self.ca_file))
+            cert.private_key_pem.write_to_path(str(self.directory / "key.pem"))
+            cert.cert_chain_pems[0].write_to_path(str(self.directory / "cert.pem"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.tls_port:
+            return f"rediss://127.0.0.1:{self.tls_port}/0"
         if self.port:
             auth = f":{self.password}@" if self.password else ""
             return f"redis://{auth}127.0.0.1:{self.port}/0"
@@ -73,6 +85,11 @@ class RedisServer:
         ]
         if self.password:
             argv += ["--requirepass", self.password]
+        if self.tls_port:
+            argv += ["--tls-port", str(self.tls_port), "--tls-auth-clients", "no",
+                     "--tls-cert-file", str(self.directory / "cert.pem"),
+                     "--tls-key-file", str(self.directory / "key.pem"),
+                     "--tls-ca-cert-file", str(self.ca_file)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while True:
@@ -118,6 +135,16 @@ class RedisServer:
 def redis_server() -> Iterator[RedisServer]:
     """A fresh redis-server on a unix socket, stopped after the test."""
     server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_tls_server() -> Iterator[RedisServer]:
+    """A fresh redis-server speaking TLS on a loopback port, its CA in ``ca_file``."""
+    server = RedisServer(tls=True).start()
     try:
         yield server
     finally:

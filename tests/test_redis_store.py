@@ -41,6 +41,7 @@ from tokenflow.tokens import Token
 
 redis_server = redis_fixtures.redis_server  # the fixtures, used by name below
 redis_tcp_server = redis_fixtures.redis_tcp_server
+redis_tls_server = redis_fixtures.redis_tls_server
 WORKER = Path(__file__).with_name("redis_worker.py")
 WriteConfig = Callable[..., Path]
 posix_only = pytest.mark.skipif(os.name != "posix", reason="SIGKILL, SIGSTOP and FIFOs are POSIX")
@@ -432,6 +433,35 @@ def test_unreachable_without_fallback_names_the_url_without_credentials(
     assert f"cannot reach Redis at redis://127.0.0.1:{redis_tcp_server.port}/0" in message
     assert redis_tcp_server.password not in message  # type: ignore[operator]
     assert redis_tcp_server.password not in repr(store)  # type: ignore[operator]
+
+
+def test_redis_going_away_under_the_lock_keeps_the_token_in_the_fallback(
+    redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    strict = make_store(redis_server.url, tmp_path)
+    with strict.lock("k9"):
+        redis_server.stop()
+        with pytest.raises(StorageError, match="cannot reach Redis at unix://"):
+            strict.save("k9", token("tok-lost-9f3a1c"))
+    redis_server.start()
+    lenient = make_store(redis_server.url, tmp_path, fallback="file")
+    with caplog.at_level(logging.WARNING, logger="tokenflow.store.redis"), lenient.lock("k9"):
+        redis_server.stop()
+        lenient.save("k9", token("tok-kept-locally-9f3a1c"))  # the rotated token is not lost
+    assert any("local file store" in r.getMessage() for r in caplog.records)
+    kept = lenient.load("k9")  # Redis still down: from the file store
+    assert kept is not None and kept.access_token == "tok-kept-locally-9f3a1c"
+    assert (tmp_path / "cache" / "tokens" / "k9.json").is_file()
+
+
+def test_rediss_with_a_ca_file(redis_tls_server: RedisServer, tmp_path: Path) -> None:
+    store = make_store(redis_tls_server.url, tmp_path, ca_file=str(redis_tls_server.ca_file))
+    store.save("k10", token("tok-over-tls-9f3a1c"))
+    loaded = store.load("k10")
+    assert loaded is not None and loaded.access_token == "tok-over-tls-9f3a1c"
+    untrusted = make_store(redis_tls_server.url, tmp_path)  # the system CAs do not know it
+    with pytest.raises(StorageError, match=f"cannot reach Redis at {redis_tls_server.url}"):
+        untrusted.load("k10")
 
 
 # -- 5. encryption at rest ------------------------------------------------------------------------

@@ -337,6 +337,14 @@ class _Lease:
     renewer: threading.Thread | None = None
 
 
+class _Unreachable(StorageError):
+    """Redis could not be reached during a write; ``cause`` is redis-py's exception."""
+
+    def __init__(self, message: str, cause: Exception) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 _FALLBACK: Final = "fallback"  # _held value: this hold uses the file store, Redis was down
 
 
@@ -500,7 +508,12 @@ class RedisStore:
             return
         assert isinstance(held, _Lease)
         data = self._codec.encode(token, self.record_key(key))
-        self._fenced_write(key, held, data, self._ttl_ms(token), "saving a token")
+        try:
+            self._fenced_write(key, held, data, self._ttl_ms(token), "saving a token")
+        except _Unreachable as exc:
+            # Redis went away after the lock was taken: the token (with a refresh token the
+            # server may just have rotated) must not be lost; keep it locally if allowed
+            self._degrade(exc.cause, "saving a token").save(key, token)
 
     def delete(self, key: str) -> None:
         held = self._held.get(key)
@@ -520,6 +533,8 @@ class RedisStore:
                 args=[lease.value, lease.version, data, ttl_ms],
             ))
         except self._redis.exceptions.RedisError as exc:
+            if self._unreachable(exc):
+                raise _Unreachable(str(self._failure(exc, doing)), exc) from None
             raise self._failure(exc, doing) from None
         if result == -1:
             raise StorageError(
