@@ -669,3 +669,14 @@ def token(access: str, *, lifetime: float = 3600, refresh: str | None = "rt-valu
     now = time.time()
     return Token(access_token=access, token_type="Bearer", expires_at=now + lifetime,
                  obtained_at=now, refresh_token=refresh, extra=extra or {})
+
+
+def test_fleet_benchmark_smoke(redis_server: RedisServer, tmp_path: Path) -> None:
+    """``bench/fleet.py --smoke`` runs end to end and sees one request (redis_server only makes
+    the test skip, or fail in CI, without redis-server; the benchmark starts its own)."""
+    out = tmp_path / "fleet.json"
+    bench = Path(__file__).resolve().parent.parent / "bench" / "fleet.py"
+    done = subprocess.run([sys.executable, str(bench), "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert json.loads(out.read_text())["fleet"]["requests"] == [1]
