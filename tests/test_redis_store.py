@@ -326,12 +326,14 @@ def test_a_lost_lease_fails_the_write_in_process(redis_server: RedisServer, tmp_
 def test_lease_is_renewed_while_held_and_released_with_compare_and_delete(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    store = make_store(redis_server.url, tmp_path, lease=1.0)
+    store = make_store(redis_server.url, tmp_path, lease=1.5)
     client = redis_server.client()
     lock_key = store.lock_key("k2")
     with store.lock("k2"):
         mine = client.get(lock_key)
-        time.sleep(2.5)  # over twice the lease: only renewal keeps it
+        first = client.pttl(lock_key)
+        wait_for(lambda: client.pttl(lock_key) > first, "the lease to be renewed")
+        time.sleep(3.2)  # over twice the lease: only renewal keeps it
         assert client.get(lock_key) == mine
         store.save("k2", token("tok-kept-9f3a1c"))
     assert client.get(lock_key) is None
@@ -388,7 +390,9 @@ def test_redis_restart_mid_run_gives_clear_errors_and_nothing_corrupt(
     where = safe_url(redis_tcp_server.url)
     assert where == f"redis://127.0.0.1:{redis_tcp_server.port}/0"
     for error in errors:
-        assert f"cannot reach Redis at {where}" in error, error
+        # unreachable, or (a lock taken before the restart, its data wiped) a refused save
+        assert (f"cannot reach Redis at {where}" in error
+                or f"in Redis at {where}: this process lost the refresh lock" in error), error
         assert redis_tcp_server.password not in error  # type: ignore[operator]
     stored = session_for(config).store.load(session.cache_key)
     assert stored is not None and stored.refresh_token is not None
@@ -431,6 +435,7 @@ def test_unreachable_without_fallback_names_the_url_without_credentials(
         store.load("k4")
     message = str(caught.value)
     assert f"cannot reach Redis at redis://127.0.0.1:{redis_tcp_server.port}/0" in message
+    assert "Connection refused" in message and "***" not in message  # the reason, readable
     assert redis_tcp_server.password not in message  # type: ignore[operator]
     assert redis_tcp_server.password not in repr(store)  # type: ignore[operator]
 
@@ -462,6 +467,20 @@ def test_rediss_with_a_ca_file(redis_tls_server: RedisServer, tmp_path: Path) ->
     untrusted = make_store(redis_tls_server.url, tmp_path)  # the system CAs do not know it
     with pytest.raises(StorageError, match=f"cannot reach Redis at {redis_tls_server.url}"):
         untrusted.load("k10")
+
+
+def test_wrong_redis_password_is_a_clear_error_even_with_a_fallback(
+    redis_tcp_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"redis://:wrong-password-1234@127.0.0.1:{redis_tcp_server.port}/0"
+    store = make_store(url, tmp_path, fallback="file")
+    with pytest.raises(StorageError, match="refused the credentials") as caught:
+        store.load("k11")  # a configuration error: no fallback
+    assert "wrong-password-1234" not in str(caught.value)
+    monkeypatch.setenv("TF_TEST_REDIS_PW", str(redis_tcp_server.password))
+    ok = make_store(f"redis://127.0.0.1:{redis_tcp_server.port}/0", tmp_path,
+                    password={"env": "TF_TEST_REDIS_PW"})
+    assert ok.load("k11") is None
 
 
 # -- 5. encryption at rest ------------------------------------------------------------------------

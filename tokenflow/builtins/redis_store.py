@@ -409,10 +409,11 @@ class RedisStore:
         errors = self._redis.exceptions
         reason = scrub(" ".join(str(exc).split()))[:300]
         if isinstance(exc, errors.AuthenticationError | errors.AuthorizationError):
-            return StorageError(f"Redis at {self.url} refused the credentials while {doing}: {reason}")
+            return StorageError(f"Redis at {self.url} refused the credentials while {doing} ({reason})")
+        # the reason in parentheses: "a token: Error 2" would read as a secret to scrub()
         if isinstance(exc, errors.ConnectionError | errors.TimeoutError | OSError):
-            return StorageError(f"cannot reach Redis at {self.url} while {doing}: {reason}")
-        return StorageError(f"Redis at {self.url} failed while {doing}: {reason}")
+            return StorageError(f"cannot reach Redis at {self.url} while {doing} ({reason})")
+        return StorageError(f"Redis at {self.url} failed while {doing} ({reason})")
 
     def _unreachable(self, exc: Exception) -> bool:
         errors = self._redis.exceptions
