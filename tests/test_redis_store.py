@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 import redis_fixtures
 from conftest import profile_yaml
+from independent_server import IndependentServer
 from redis_fixtures import RedisServer
+from test_independent_server import config_yaml as independent_yaml
 
 from tokenflow.builtins.redis_store import DEFAULT_LEASE, RedisStore, redis_store, safe_url
 from tokenflow.config.loader import load_config
@@ -180,33 +182,51 @@ def command_calls(server: RedisServer) -> dict[str, int]:
 # -- 1. the fleet: single flight across hosts ---------------------------------------------------
 @posix_only
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["embedded", "independent"])
 def test_4_hosts_x_16_threads_at_expiry_send_one_request(
     tokenflow_server_factory: ServerFactory, write_config: WriteConfig, tmp_path: Path,
-    redis_server: RedisServer,
+    redis_server: RedisServer, kind: str,
 ) -> None:
-    server = tokenflow_server_factory(rotate_refresh_tokens=True, latency=0.2)
-    config = fleet_config(server, write_config, url=redis_server.url, prefix="team-a")
-    setup = session_for(config)
-    first = setup.token()
-    make_expiring(setup)
-    server.reset_counts()
+    """Both servers rotate refresh tokens: the embedded one and the oauthlib-based one."""
+    options = {"url": redis_server.url, "prefix": "team-a"}
+    independent: IndependentServer | None = None
+    if kind == "embedded":
+        server = tokenflow_server_factory(rotate_refresh_tokens=True, latency=0.2)
+        config = fleet_config(server, write_config, **options)
+    else:
+        independent = IndependentServer(rotate_refresh_tokens=True, latency=0.2).start()
+        text = independent_yaml(independent, store={"redis": options},  # type: ignore[arg-type]
+                                extra_profile={"refresh_margin": 60})
+        config = write_config(text)
+    try:
+        setup = session_for(config)
+        first = setup.token()
+        make_expiring(setup)
+        counts = (lambda: server.counts) if independent is None else (lambda: independent.counts)
+        before = counts().copy()
 
-    with hosts(tmp_path, 4, "flight", str(config), "prod", "16") as fleet:
-        for host in fleet:
-            assert host.line() == "ready", stderr_of(tmp_path)
-        for host in fleet:
-            host.send()
-        results = [host.result() for host in fleet]
+        with hosts(tmp_path, 4, "flight", str(config), "prod", "16") as fleet:
+            for host in fleet:
+                assert host.line() == "ready", stderr_of(tmp_path)
+            for host in fleet:
+                host.send()
+            results = [host.result() for host in fleet]
+        sent = counts() - before
+        is_valid = (server.is_valid_refresh_token if independent is None
+                    else independent.is_valid_refresh_token)
+    finally:
+        if independent is not None:
+            independent.stop()
 
     tokens = [t for r in results for t in r["tokens"]]
     assert [e for r in results for e in r["errors"]] == []
     assert len(tokens) == 64
-    assert server.counts["token"] == 1, server.requests
-    assert server.counts["refresh_token"] == 1
+    assert sent["refresh_token"] == 1, sent
+    assert sent["password"] == 0
     assert set(tokens) == {tokens[0]} and tokens[0] != first.access_token
     stored = session_for(config).store.load(setup.cache_key)
     assert stored is not None and stored.access_token == tokens[0]
-    assert stored.refresh_token is not None and server.is_valid_refresh_token(stored.refresh_token)
+    assert stored.refresh_token is not None and is_valid(stored.refresh_token)
     # each host kept nothing locally: the fleet shares one record
     assert not list(tmp_path.glob("host*/cache/tokens/*.json"))
 
@@ -273,8 +293,9 @@ def test_holder_stopped_past_its_lease_does_not_overwrite_the_newer_token(
     tokenflow_server_factory: ServerFactory, write_config: WriteConfig, tmp_path: Path,
     redis_server: RedisServer,
 ) -> None:
-    # no rotation: the stopped holder's late refresh succeeds, so its save is what is tested
-    server = tokenflow_server_factory(latency=1.0)
+    # no rotation: the stopped holder's late refresh succeeds, so its save is what is tested;
+    # its request sleeps 3 s at the server, time enough to stop it before the answer comes
+    server = tokenflow_server_factory(latency=3.0)
     lease = 1.5
     config = fleet_config(server, write_config, url=redis_server.url, lease=lease)
     setup = session_for(config)
@@ -289,6 +310,7 @@ def test_holder_stopped_past_its_lease_does_not_overwrite_the_newer_token(
         stopped.send()
         wait_for(lambda: server.counts["token"] == 1, "host A's refresh to reach the server")
         os.kill(stopped.proc.pid, signal.SIGSTOP)
+        server.config = replace(server.config, latency=0.0)  # the next requests answer at once
         wait_for(lambda: client.get(lock_key) is None, "host A's lease to run out")
         with hosts(tmp_path, 1, "once", str(config), "prod") as (winner,):
             assert winner.line() == "ready", stderr_of(tmp_path)
@@ -326,14 +348,20 @@ def test_a_lost_lease_fails_the_write_in_process(redis_server: RedisServer, tmp_
 def test_lease_is_renewed_while_held_and_released_with_compare_and_delete(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    store = make_store(redis_server.url, tmp_path, lease=1.5)
+    store = make_store(redis_server.url, tmp_path, lease=3.0)
     client = redis_server.client()
     lock_key = store.lock_key("k2")
     with store.lock("k2"):
         mine = client.get(lock_key)
-        first = client.pttl(lock_key)
-        wait_for(lambda: client.pttl(lock_key) > first, "the lease to be renewed")
-        time.sleep(3.2)  # over twice the lease: only renewal keeps it
+        renewals, last = 0, client.pttl(lock_key)
+        deadline = time.monotonic() + 60
+        while renewals < 4:  # renewed every lease/3: four renewals outlast the lease itself
+            assert time.monotonic() < deadline, f"{renewals} renewals in 60 s"
+            now = client.pttl(lock_key)
+            assert now > 0, "the lease ran out while held"
+            renewals += now > last
+            last = now
+            time.sleep(0.05)
         assert client.get(lock_key) == mine
         store.save("k2", token("tok-kept-9f3a1c"))
     assert client.get(lock_key) is None
