@@ -626,7 +626,17 @@ def test_short_lease_is_warned_about(redis_server: RedisServer, tmp_path: Path,
                                      caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="tokenflow.store.redis"):
         make_store(redis_server.url, tmp_path, lease=5)
-    assert any("shorter than the default HTTP deadline" in r.getMessage() for r in caplog.records)
+    assert any("shorter than one default HTTP try" in r.getMessage() for r in caplog.records)
+    store = make_store(redis_server.url, tmp_path, lease=1)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tokenflow.store.redis"):
+        with store.lock("k12"):
+            pass
+        assert not caplog.records
+        with store.lock("k12"):
+            time.sleep(1.2)  # a refresh outlasting its (renewed) lease breaks the rule
+    slow = [r.getMessage() for r in caplog.records]
+    assert len(slow) == 1 and "longer than the 1s lease" in slow[0]
 
 
 # -- 8. secrets never leak ---------------------------------------------------------------------

@@ -70,9 +70,11 @@ INSTALL_HINT: Final = "pip install 'tokenflow[redis]'"
 # The lease must outlast one whole HTTP exchange of the refresh: the transport's deadline is
 # the server's ``timeout`` x tries (10 s x 3 with the defaults, plus backoff). Renewal keeps a
 # live holder's lease anyway; the rule matters when renewal cannot reach Redis: the holder's
-# request must be over before another host may start its own.
+# request must be over before another host may start its own. The store does not see the
+# server's settings, so it warns when built with a lease under one default try, and when a
+# refresh actually holds the lock longer than the lease.
 DEFAULT_LEASE: Final = 60.0
-MIN_SAFE_LEASE: Final = 35.0  # below this, warn: shorter than the default HTTP deadline
+MIN_SAFE_LEASE: Final = 10.0  # below this, warn when built: shorter than one default try
 DEFAULT_LOCK_TIMEOUT: Final = 120.0  # seconds a caller waits for another host's refresh
 DEFAULT_TTL_CAP: Final = 30 * 86400.0  # record TTL when the refresh token's expiry is unknown
 DEFAULT_SOCKET_TIMEOUT: Final = 5.0
@@ -335,6 +337,7 @@ class _Lease:
     lost: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     renewer: threading.Thread | None = None
+    taken_at: float = field(default_factory=time.monotonic)
 
 
 class _Unreachable(StorageError):
@@ -385,6 +388,7 @@ class RedisStore:
         self._warned: set[tuple[str, bytes, str]] = set()
         self._degraded = False  # the fallback is in use (warned once per outage)
         self._policy_checked = False
+        self._slow_warned = False
 
     def __repr__(self) -> str:
         return f"RedisStore(url={self.url!r}, prefix={self.prefix!r}, lease={self.lease:g})"
@@ -658,6 +662,15 @@ class RedisStore:
             expires = time.monotonic() + self.lease
 
     def _let_go(self, lease: _Lease) -> None:
+        held = time.monotonic() - lease.taken_at
+        if held > self.lease and not self._slow_warned:
+            # the rule's runtime check (the store does not see the server's timeout and retries)
+            self._slow_warned = True
+            log.warning(
+                "a refresh held the lock %s for %.1fs, longer than the %gs lease: had this host "
+                "lost Redis meanwhile, another host could have refreshed too; make lease exceed "
+                "the server's timeout x (retries + 1)", lease.lock_key, held, self.lease,
+            )
         lease.stop.set()
         if lease.renewer is not None and lease.renewer is not threading.current_thread():
             lease.renewer.join(timeout=5)
@@ -726,9 +739,11 @@ def redis_store(options: Mapping[str, Any], context: PluginContext) -> TokenStor
     client = _connect(options, context)
     lease = float(options.get("lease", DEFAULT_LEASE))
     if lease < MIN_SAFE_LEASE:
+        # the store cannot see the server's timeout; a lease under one default try is surely
+        # too short, longer ones are checked when a refresh outlasts its lease (_let_go)
         log.warning(
-            "profile %r: redis store lease %gs is shorter than the default HTTP deadline (10s x 3 "
-            "tries); make lease exceed the server's timeout x (retries + 1)", context.profile, lease,
+            "profile %r: redis store lease %gs is shorter than one default HTTP try (10s); make "
+            "lease exceed the server's timeout x (retries + 1)", context.profile, lease,
         )
     codec = _Codec(None, [])
     if "encrypt_key" in options:
