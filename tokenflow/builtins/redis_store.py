@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from tokenflow.errors import StorageError
 from tokenflow.keyedlocks import KeyedLocks
@@ -156,9 +156,11 @@ OPTIONS_SCHEMA: Mapping[str, Any] = {
 }
 
 # -- scripts: KEYS[1] is the lock, KEYS[2] the record; both carry the identity's hash tag -----
-# acquire: SET NX PX, and the record's version in the same round trip
+# acquire: SET NX PX, and the record's version in the same round trip; a retried call whose
+# first attempt took the lock (reply lost) finds its own value and succeeds too
 _ACQUIRE: Final = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+   or redis.call('GET', KEYS[1]) == ARGV[1] then
   return {1, redis.call('HGET', KEYS[2], 'v') or '0'}
 end
 return {0, ''}
@@ -721,8 +723,9 @@ def _connect(options: Mapping[str, Any], context: PluginContext) -> Any:
         kwargs["password"] = _read_secret(options["password"], "password", context.base_dir)
     parts = urlsplit(url)
     with contextlib.suppress(ValueError):
-        if parts.password:
+        if parts.password:  # remembered as written and decoded: scrub() hides both
             Secret(parts.password)
+            Secret(unquote(parts.password))
     if "ca_file" in options:
         if parts.scheme != "rediss":
             raise StorageError(f"redis store: ca_file needs a rediss:// URL, not {safe_url(url)}")
