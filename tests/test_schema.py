@@ -130,9 +130,9 @@ def test_printed_schema_matches_the_library(printed: dict[str, Any]) -> None:
 def test_printed_schema_has_store_parts(printed: dict[str, Any]) -> None:
     store = printed["$defs"]["profile"]["properties"]["store"]
     names, *options = store["oneOf"]
-    assert names == {"enum": ["file", "keyring", "memory"]}
+    assert names == {"enum": ["file", "keyring", "memory", "redis"]}
     by_name = {next(iter(o["properties"])): o for o in options}
-    assert sorted(by_name) == ["file", "keyring", "memory"]
+    assert sorted(by_name) == ["file", "keyring", "memory", "redis"]
     for name, option in by_name.items():
         assert option["required"] == [name] and option["additionalProperties"] is False
     file_options = by_name["file"]["properties"]["file"]
