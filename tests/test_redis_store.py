@@ -30,8 +30,8 @@ from independent_server import IndependentServer
 from redis_fixtures import RedisServer
 from test_independent_server import config_yaml as independent_yaml
 
-from tokenflow.builtins.redis_store import DEFAULT_LEASE, RedisStore, redis_store, safe_url
 from tokenflow import load_config
+from tokenflow.builtins.redis_store import DEFAULT_LEASE, RedisStore, redis_store, safe_url
 from tokenflow.config.model import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from tokenflow.engine.session import TokenSession
 from tokenflow.errors import ConfigError, StorageError
