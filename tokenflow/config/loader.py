@@ -52,7 +52,13 @@ __all__ = ["config_from_mapping", "full_schema", "load_config", "load_schema", "
 JsonPath = tuple[str | int, ...]
 GRANTS = ("password", "client_credentials")
 SECTIONS = ("servers", "clients", "profiles")
-MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024  # a config of 1,000 profiles is about 200 KB
+# YAML aliases make a small file describe a huge value ("billion laughs": 9 anchors of 10 aliases
+# each are 10^9 nodes in under 500 bytes), and merge keys (<<) copy mappings the same way. The
+# builder counts every node it constructs, each alias use and each merged key, and stops at these
+# (a 1,000-profile config is about 15,000 nodes and needs one alias per profile at most).
+MAX_YAML_NODES = 100_000
+MAX_YAML_ALIASES = 10_000
 _VAR_RE = re.compile(
     r"\$(?:(?P<dollar>\$)"
     r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
@@ -111,14 +117,45 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+class _TooBig(Exception):
+    """The document expands past :data:`MAX_YAML_NODES` or :data:`MAX_YAML_ALIASES`."""
+
+    def __init__(self, issue: ConfigIssue) -> None:
+        super().__init__(issue.message)
+        self.issue = issue
+
+
 class _Builder:
-    """Turn a composed YAML node tree into plain data, recording positions."""
+    """Turn a composed YAML node graph into plain data, recording positions.
+
+    The composer resolves an alias to the very node its anchor names, so the graph can share
+    nodes; building it expands every use. The builder counts what it builds and gives up at
+    the limits, with an issue located at the node where the limit was crossed.
+    """
 
     def __init__(self, doc: Document, loader: yaml.SafeLoader, issues: list[ConfigIssue]) -> None:
         self.doc = doc
         self.loader = loader
         self.issues = issues
         self.active: set[int] = set()
+        self.seen: set[int] = set()  # nodes built once: meeting one again is an alias use
+        self.nodes = 0
+        self.aliases = 0
+
+    def _count(self, node: yaml.Node, path: JsonPath, nodes: int = 1) -> None:
+        self.nodes += nodes
+        if id(node) in self.seen:
+            self.aliases += 1
+        else:
+            self.seen.add(id(node))
+        if self.aliases > MAX_YAML_ALIASES:
+            raise _TooBig(self.doc.issue(path, (
+                f"more than {MAX_YAML_ALIASES:,} uses of YAML aliases (*name); "
+                "refusing a document that expands this much")))
+        if self.nodes > MAX_YAML_NODES:
+            raise _TooBig(self.doc.issue(path, (
+                f"the document expands to more than {MAX_YAML_NODES:,} values (through YAML "
+                "aliases or merge keys); refusing it")))
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
         self.doc.values.setdefault(path, _mark(node))
@@ -128,6 +165,7 @@ class _Builder:
         if len(path) > 50:
             self.issues.append(self.doc.issue(path, "nested too deeply"))
             return None
+        self._count(node, path)
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
@@ -142,7 +180,33 @@ class _Builder:
         finally:
             self.active.discard(id(node))
 
+    def _merged_size(self, node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
+        """How many pairs *node* holds once its merge keys are flattened, computed without
+        flattening: PyYAML's flatten_mapping copies merged pairs without removing duplicates,
+        so chained merges double at each level (``<<: [*a, *a]``) before anything is built."""
+        if not isinstance(node, yaml.MappingNode) or depth > 50:
+            return 0
+        known = memo.get(id(node))
+        if known is not None:
+            return known
+        memo[id(node)] = 0  # a merge cycle adds nothing (flatten_mapping reports it)
+        total = 0
+        for key_node, value_node in node.value:
+            if key_node.tag != "tag:yaml.org,2002:merge":
+                total += 1
+                continue
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for sub in merged:
+                total += self._merged_size(sub, memo, depth + 1)
+                if total > MAX_YAML_NODES:
+                    break
+        memo[id(node)] = total
+        return total
+
     def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
+        if any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
+            size = self._merged_size(node, {})
+            self._count(node, path, nodes=size)  # counted up front: flattening copies them all
         try:
             self.loader.flatten_mapping(node)  # YAML merge keys (<<)
         except yaml.YAMLError as exc:
@@ -185,9 +249,16 @@ _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 def parse_document(text: str, source: str, base_dir: Path) -> tuple[Document, list[ConfigIssue]]:
-    """Parse YAML *text*; problems come back as issues, never as other exceptions."""
+    """Parse YAML *text*; problems come back as issues, never as other exceptions.
+
+    Bounded: text over :data:`MAX_FILE_BYTES` is refused before parsing, and building stops at
+    :data:`MAX_YAML_NODES` values or :data:`MAX_YAML_ALIASES` alias uses.
+    """
     doc = Document(source, base_dir)
     issues: list[ConfigIssue] = []
+    if len(text) > MAX_FILE_BYTES:  # characters: at least as many bytes
+        issues.append(ConfigIssue(source, 0, 0, "", f"file is over {MAX_FILE_BYTES // 1024} KiB"))
+        return doc, issues
     try:
         loader = _YamlLoader(text)
     except yaml.reader.ReaderError as exc:  # e.g. a control character: the reader checks all text first
@@ -199,6 +270,9 @@ def parse_document(text: str, source: str, base_dir: Path) -> tuple[Document, li
             issues.append(ConfigIssue(source, 1, 1, "$", "the file is empty; expected 'version: 1'"))
             return doc, issues
         doc.data = _Builder(doc, loader, issues).build(node, ())
+    except _TooBig as exc:
+        doc.data = None
+        issues.append(exc.issue)
     except yaml.reader.ReaderError as exc:  # libyaml's reader checks as it goes
         issues.append(_reader_issue(exc, text, source))
     except yaml.MarkedYAMLError as exc:
@@ -686,12 +760,22 @@ def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
 
 
 def _read(path: Path, issues: list[ConfigIssue]) -> str | None:
+    """The text of one config file: a regular file of at most :data:`MAX_FILE_BYTES`.
+
+    Any cloned repository's ``./tokenflow.yaml`` is read automatically, so a FIFO, a device
+    (``/dev/zero``) or a huge file is refused at once rather than waited on or read whole.
+    """
+    from tokenflow.base import boundedread
+
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            issues.append(ConfigIssue(str(path), 0, 0, "", f"file is over {MAX_FILE_BYTES} bytes"))
-            return None
-        return path.read_text(encoding="utf-8")
+        text = boundedread.read_limited(str(path), MAX_FILE_BYTES).decode("utf-8")
+        return text.replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads lines
+    except boundedread.NotRegularFile as exc:
+        issues.append(ConfigIssue(str(path), 0, 0, "",
+                                  f"cannot read: it is {exc.kind}, not a regular file"))
+    except boundedread.FileTooLarge:
+        issues.append(ConfigIssue(str(path), 0, 0, "",
+                                  f"file is over {MAX_FILE_BYTES // 1024} KiB; refusing to read it"))
     except FileNotFoundError:
         issues.append(ConfigIssue(str(path), 0, 0, "", "no such file or directory"))
     except UnicodeDecodeError as exc:
