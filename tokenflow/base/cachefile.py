@@ -118,6 +118,7 @@ def dumps_canonical(value: Any) -> str:
 
 
 FORMAT = 1
+LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: no token expires later
 
 
 class CorruptEntry(ValueError):
@@ -157,6 +158,13 @@ def decode(raw: bytes) -> dict[str, Any]:
     expected = "sha256:" + sha256(_canonical(token)).hexdigest()
     if entry.get("checksum") != expected:
         raise CorruptEntry("checksum mismatch")
+    for name in ("expires_at", "obtained_at"):
+        # NaN compares false with everything, so it would look fresh for ever; 1e308 breaks
+        # every date formatter: such an entry is damaged, whoever wrote it
+        value = token.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not 0 <= value <= LATEST_TIME:
+            raise CorruptEntry(f"{name} is not a time between 1970 and 9999")
     return token
 
 

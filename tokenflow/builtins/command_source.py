@@ -40,8 +40,9 @@ OPTIONS_SCHEMA = {
             "properties": {
                 "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                          "description": "The program and its arguments, run without a shell."},
-                "timeout": {"type": "number", "exclusiveMinimum": 0,
-                            "description": "Seconds to wait for the program (default 30)."},
+                "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                            "description": "Seconds to wait for the program (default 30, "
+                                           "at most an hour)."},
             },
         },
     ],
