@@ -257,7 +257,7 @@ def parse_document(text: str, source: str, base_dir: Path) -> tuple[Document, li
     doc = Document(source, base_dir)
     issues: list[ConfigIssue] = []
     if len(text) > MAX_FILE_BYTES:  # characters: at least as many bytes
-        issues.append(ConfigIssue(source, 0, 0, "", f"file is over {MAX_FILE_BYTES // 1024} KiB"))
+        issues.append(ConfigIssue(source, 0, 0, "", f"file is over {MAX_FILE_BYTES >> 20} MiB"))
         return doc, issues
     try:
         loader = _YamlLoader(text)
@@ -775,7 +775,7 @@ def _read(path: Path, issues: list[ConfigIssue]) -> str | None:
                                   f"cannot read: it is {exc.kind}, not a regular file"))
     except boundedread.FileTooLarge:
         issues.append(ConfigIssue(str(path), 0, 0, "",
-                                  f"file is over {MAX_FILE_BYTES // 1024} KiB; refusing to read it"))
+                                  f"file is over {MAX_FILE_BYTES >> 20} MiB; refusing to read it"))
     except FileNotFoundError:
         issues.append(ConfigIssue(str(path), 0, 0, "", "no such file or directory"))
     except UnicodeDecodeError as exc:
