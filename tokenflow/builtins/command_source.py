@@ -103,6 +103,12 @@ def _run(argv: list[str], cwd: Path | None, timeout: float) -> _Finished:
     left behind may hold stdout open for ever. Raises ``subprocess.TimeoutExpired`` or
     :class:`_TooMuchOutput` (the process group killed in both cases).
     """
+    if os.name != "posix":  # pragma: no cover - Windows: no select() on pipes, no process groups
+        done = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, check=False)
+        if len(done.stdout) > MAX_OUTPUT_BYTES:
+            raise _TooMuchOutput
+        return _Finished(done.returncode, done.stdout, done.stderr[-STDERR_TAIL_BYTES:])
     proc = subprocess.Popen(  # argv from the user's own config, run without a shell
         argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True,
