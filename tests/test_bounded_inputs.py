@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -253,6 +253,26 @@ def test_a_config_over_1_mib_is_refused(tmp_path: Path) -> None:
     result = run_limited("validate", str(path))
     assert result.returncode == 2, result
     assert f"{path}: file is over 1 MiB; refusing to read it" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "empty"])
+def test_a_ca_bundle_that_is_not_a_pem_file_is_refused_at_load(
+    tmp_path: Path, tokenflow_server: EmbeddedServer, write_config: WriteConfig, kind: str
+) -> None:
+    bundle = {"fifo": tmp_path / "ca.pem", "device": Path("/dev/zero"),
+              "empty": tmp_path / "empty.pem"}[kind]
+    with ExitStack() as stack:
+        if kind == "fifo":
+            stack.enter_context(fifo(bundle))
+        elif kind == "empty":
+            bundle.write_text("\n")
+        path = write_config(profile_yaml(tokenflow_server, extra_server={"verify": str(bundle)}))
+        result = run_limited("validate", str(path))
+    assert result.returncode == 2, result
+    expected = {"fifo": "is a FIFO (named pipe); give a PEM file of CA certificates",
+                "device": "is a character device; give a PEM file of CA certificates",
+                "empty": "holds no PEM certificate"}[kind]
+    assert f"$.servers.ts.verify: CA bundle {bundle} {expected}" in result.stdout
 
 
 LAUGHS = "\n".join(

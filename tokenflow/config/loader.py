@@ -59,6 +59,7 @@ MAX_FILE_BYTES = 1024 * 1024  # a config of 1,000 profiles is about 200 KB
 # (a 1,000-profile config is about 15,000 nodes and needs one alias per profile at most).
 MAX_YAML_NODES = 100_000
 MAX_YAML_ALIASES = 10_000
+MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024  # certifi's bundle is about 300 KB
 _VAR_RE = re.compile(
     r"\$(?:(?P<dollar>\$)"
     r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
@@ -520,19 +521,33 @@ def _known(names: Mapping[str, Any]) -> str:
 
 
 def _ca_bundle_problem(bundle: Path) -> str | None:
-    """Why *bundle* cannot serve as ``verify: PATH`` (found now, not at the first request)."""
-    if not bundle.exists():
-        return "does not exist"
+    """Why *bundle* cannot serve as ``verify: PATH`` (found now, not at the first request).
+
+    Read like every local input (a regular file, bounded): OpenSSL would wait for ever on a
+    FIFO named here.
+    """
+    from tokenflow.base import boundedread
+
     if bundle.is_dir():
         return "is a directory; give a PEM file of CA certificates"
+    try:
+        pem = boundedread.read_limited(str(bundle), MAX_CA_BUNDLE_BYTES)
+    except FileNotFoundError:
+        return "does not exist"
+    except boundedread.NotRegularFile as exc:
+        return f"is {exc.kind}; give a PEM file of CA certificates"
+    except boundedread.FileTooLarge:
+        return f"is over {MAX_CA_BUNDLE_BYTES >> 20} MiB; give a PEM file of CA certificates"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if not pem.strip():
+        return "holds no PEM certificate"
     import ssl
 
     try:
-        ssl.create_default_context(cafile=str(bundle))
-    except (ssl.SSLError, ValueError):
+        ssl.create_default_context(cadata=pem.decode("ascii"))
+    except (ssl.SSLError, ValueError):  # UnicodeDecodeError is a ValueError
         return "holds no PEM certificate"
-    except OSError as exc:
-        return f"cannot be read: {exc.strerror or exc}"
     return None
 
 
