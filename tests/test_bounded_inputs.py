@@ -304,19 +304,34 @@ def test_a_billion_laughs_stops_early_in_the_parser(tmp_path: Path) -> None:
     with memory_cap():
         doc, issues = parse_document(LAUGHS, "laughs.yaml", tmp_path)
     assert doc.data is None
-    assert [i.message for i in issues] == [
-        f"more than {MAX_YAML_ALIASES:,} uses of YAML aliases (*name); "
-        "refusing a document that expands this much"]
+    assert [i.message for i in issues] in (
+        [f"more than {MAX_YAML_ALIASES:,} uses of YAML aliases (*name); "
+         "refusing a document that expands this much"],
+        [f"the document expands to more than {MAX_YAML_NODES:,} values (through YAML aliases "
+         "or merge keys); refusing it"])
     assert issues[0].line > 0 and issues[0].column > 0
     assert time.process_time() - started < 60  # a bound on work, not a timing figure
 
 
 def test_ordinary_anchors_and_merge_keys_still_work(tmp_path: Path) -> None:
-    text = "defaults: &d {grant: password, store: file}\n" + "".join(
-        f"p{i}: {{<<: *d, server: ts}}\n" for i in range(2000))
+    # 2,000 profiles merging one 10-key anchor: 2,000 alias uses, about 26,000 values
+    keys = ", ".join(f"k{j}: v" for j in range(8))
+    text = f"defaults: &d {{grant: password, store: file, {keys}}}\n" + "".join(
+        f"p{i}: {{<<: *d, server: ts, scope: [a, b]}}\n" for i in range(2000))
     doc, issues = parse_document(text, "ok.yaml", tmp_path)
     assert issues == []
-    assert doc.data["p1999"] == {"grant": "password", "store": "file", "server": "ts"}
+    assert doc.data["p1999"]["grant"] == "password" and doc.data["p1999"]["scope"] == ["a", "b"]
+    assert len(doc.data["p0"]) == 12
+
+
+def test_many_aliases_of_a_small_value_are_refused(tmp_path: Path) -> None:
+    """Under the node limit, but over the alias limit: 10,001 uses of one scalar."""
+    text = "a: &a x\nb: [" + ", ".join(["*a"] * (MAX_YAML_ALIASES + 1)) + "]\n"
+    doc, issues = parse_document(text, "many.yaml", tmp_path)
+    assert doc.data is None
+    assert [(i.line, i.message) for i in issues] == [
+        (1, f"more than {MAX_YAML_ALIASES:,} uses of YAML aliases (*name); "
+            "refusing a document that expands this much")]
 
 
 def test_a_huge_document_is_refused_before_parsing(tmp_path: Path) -> None:

@@ -55,8 +55,9 @@ SECTIONS = ("servers", "clients", "profiles")
 MAX_FILE_BYTES = 1024 * 1024  # a config of 1,000 profiles is about 200 KB
 # YAML aliases make a small file describe a huge value ("billion laughs": 9 anchors of 10 aliases
 # each are 10^9 nodes in under 500 bytes), and merge keys (<<) copy mappings the same way. The
-# builder counts every node it constructs, each alias use and each merged key, and stops at these
-# (a 1,000-profile config is about 15,000 nodes and needs one alias per profile at most).
+# builder counts every node it constructs (an alias is built each time it is used), each alias
+# use (a merged mapping is one) and the pairs merge keys copy, and stops at these (a 1,000-profile
+# config is about 15,000 nodes, and merges an anchor into each profile with 1,000 alias uses).
 MAX_YAML_NODES = 100_000
 MAX_YAML_ALIASES = 10_000
 MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024  # certifi's bundle is about 300 KB
@@ -142,17 +143,26 @@ class _Builder:
         self.seen: set[int] = set()  # nodes built once: meeting one again is an alias use
         self.nodes = 0
         self.aliases = 0
+        self.expanding = 0  # > 0 while building the copy an alias (or a merged key) makes
 
-    def _count(self, node: yaml.Node, path: JsonPath, nodes: int = 1) -> None:
-        self.nodes += nodes
-        if id(node) in self.seen:
-            self.aliases += 1
-        else:
-            self.seen.add(id(node))
+    def _count(self, node: yaml.Node, path: JsonPath) -> bool:
+        """One node built at *path*; True if it starts the expansion of an alias."""
+        alias = id(node) in self.seen and not self.expanding
+        if alias:
+            self._count_alias(path)
+        self.seen.add(id(node))
+        self._add_nodes(1, path)
+        return alias
+
+    def _count_alias(self, path: JsonPath) -> None:
+        self.aliases += 1
         if self.aliases > MAX_YAML_ALIASES:
             raise _TooBig(self.doc.issue(path, (
                 f"more than {MAX_YAML_ALIASES:,} uses of YAML aliases (*name); "
                 "refusing a document that expands this much")))
+
+    def _add_nodes(self, count: int, path: JsonPath) -> None:
+        self.nodes += count
         if self.nodes > MAX_YAML_NODES:
             raise _TooBig(self.doc.issue(path, (
                 f"the document expands to more than {MAX_YAML_NODES:,} values (through YAML "
@@ -166,7 +176,8 @@ class _Builder:
         if len(path) > 50:
             self.issues.append(self.doc.issue(path, "nested too deeply"))
             return None
-        self._count(node, path)
+        alias = self._count(node, path)
+        self.expanding += alias
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
@@ -180,6 +191,7 @@ class _Builder:
                 return None
         finally:
             self.active.discard(id(node))
+            self.expanding -= alias
 
     def _merged_size(self, node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
         """How many pairs *node* holds once its merge keys are flattened, computed without
@@ -205,15 +217,24 @@ class _Builder:
         return total
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
-        if any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
-            size = self._merged_size(node, {})
-            self._count(node, path, nodes=size)  # counted up front: flattening copies them all
+        own = len(node.value)
+        merges = [value for key, value in node.value if key.tag == "tag:yaml.org,2002:merge"]
+        if merges:
+            own -= len(merges)
+            if not self.expanding:  # each mapping merged in is one alias use
+                for value in merges:
+                    for _ in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                        self._count_alias(path)
+            # checked before flattening, which copies them all (building them counts them)
+            if self.nodes + self._merged_size(node, {}) > MAX_YAML_NODES:
+                self._add_nodes(MAX_YAML_NODES + 1, path)
         try:
             self.loader.flatten_mapping(node)  # YAML merge keys (<<)
         except yaml.YAMLError as exc:
             self.issues.append(self.doc.issue(path, f"bad merge key: {exc}"))
+        merged = max(len(node.value) - own, 0)  # flatten_mapping puts the merged pairs first
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 line, col = _mark(key_node)
                 self.issues.append(
@@ -233,7 +254,12 @@ class _Builder:
                 )
                 continue
             self.doc.keys[child] = _mark(key_node)
-            result[key] = self.build(value_node, child)
+            copied = index < merged  # a merged pair's value: part of that merge's alias use
+            self.expanding += copied
+            try:
+                result[key] = self.build(value_node, child)
+            finally:
+                self.expanding -= copied
         return result
 
 
