@@ -264,6 +264,7 @@ def assert_not_a_bug(result: CliResult, argv: tuple[str, ...]) -> None:
         assert said.startswith("tokenflow: ") or (argv[0] == "status" and " error " in said), where
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
 def test_no_ordinary_failure_is_an_internal_error(
     world: World, scenario: Callable[[World], Path]
