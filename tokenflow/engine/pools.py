@@ -12,7 +12,9 @@ first request is sent (``tokenflow status`` and cached tokens never send one).
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+import weakref
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,21 @@ def server_key(server: ServerSpec) -> Hashable:
     return tuple(parts)
 
 
+_pools: weakref.WeakSet[TransportPool] = weakref.WeakSet()
+
+
+def _forget_pools_after_fork() -> None:
+    """In a forked child, every pool starts empty: the parent's sockets and pool locks (a
+    parent thread may have held one at the fork) are not the child's to use."""
+    for pool in list(_pools):
+        pool._lock = threading.Lock()
+        pool._transports = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
 class TransportPool:
     """One :class:`~tokenflow.transport.Transport` per server setting, created on first use.
 
@@ -45,6 +62,7 @@ class TransportPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._transports: dict[Hashable, Transport] = {}
+        _pools.add(self)
 
     def get(self, server: ServerSpec) -> Transport:
         """The shared transport for *server*."""

@@ -33,12 +33,16 @@ in a worker thread, so an event loop is never blocked; the single flight is the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import math
+import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +55,7 @@ from tokenflow.errors import (
     ConfigError,
     CredentialError,
     ReauthenticationRequired,
+    StorageError,
     TokenflowError,
     TokenRequestError,
     TransportError,
@@ -105,6 +110,22 @@ def classify(token: Token | None, now: float, margin: float) -> State:
 
 # shared by every session of this process, so two sessions of one identity refresh once
 _key_lock = KeyedLocks()
+_sessions: weakref.WeakSet[TokenSession] = weakref.WeakSet()
+
+
+def _reset_sessions_after_fork() -> None:
+    """In a forked child, no session keeps the parent's connection pools.
+
+    The child would otherwise write to the parent's keep-alive sockets (two processes reading
+    one reply), or wait for ever on a pool lock a parent thread held at the moment of the fork.
+    The per-key locks are reset by :mod:`tokenflow.keyedlocks`, which sessions never keep.
+    """
+    for session in list(_sessions):
+        session._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_sessions_after_fork)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +183,6 @@ class TokenSession:
         identity = user_identity(profile, self._grant_entry.grant.identity_options,
                                  plugins.sources, self._secret)
         self.cache_key = cache_key(profile, identity)
-        self._lock = _key_lock(self.cache_key)
         if store is None:
             entry = plugins.store(profile.store.name)
             store = entry.factory(profile.store.options, self._context(profile.store.base_dir))
@@ -173,6 +193,37 @@ class TokenSession:
         # least as new as the one it belongs to; forgetting only moves the deadline.
         self._fresh_token: Token | None = None
         self._fresh_until = -math.inf
+        _sessions.add(self)
+
+    @property
+    def _lock(self) -> threading.Lock:
+        """This key's in-process lock, looked up on each use (never kept: after ``fork()`` the
+        child's locks are new ones, and a kept lock could be one a parent thread held)."""
+        return _key_lock(self.cache_key)
+
+    @contextlib.contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """The store's cross-process lock of this key.
+
+        An ``OSError`` while taking it (a read-only or full cache directory, a lock path that
+        is a directory) is an ordinary condition of the machine, so it becomes a
+        :class:`StorageError` naming the store, whatever store plugin raised it.
+        """
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(self.store.lock(self.cache_key))
+        except OSError as exc:
+            raise StorageError(
+                f"profile {self.profile.name!r}: cannot lock the {self.profile.store.name!r} "
+                f"token store: {exc.strerror or type(exc).__name__}"
+                f"{f' ({exc.filename})' if exc.filename else ''}"
+            ) from None
+        with stack:
+            yield
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the connection pools: the parent's sockets are not the child's to use."""
+        self._transport = None
 
     # -- the hot path --------------------------------------------------------------------------
     def token(self) -> Token:
@@ -228,7 +279,7 @@ class TokenSession:
             if fresh is not None and fresh.access_token == access and self._fresh_until > -math.inf:
                 self._fresh_until = -math.inf
                 forgotten = fresh
-            with self.store.lock(self.cache_key):
+            with self._store_lock():
                 stored = self.store.load(self.cache_key)
                 now = self._clock()
                 if stored is not None and stored.access_token == access and stored.expires_at > now:
@@ -295,7 +346,7 @@ class TokenSession:
                         assert token is not None
                         self._emit(EventKind.CACHE_HIT, token, started)
                         return self._remember(token)
-                with self.store.lock(self.cache_key):
+                with self._store_lock():
                     return self._obtain_locked(force, started)
         except TokenflowError as exc:
             self._emit(EventKind.FAILED, None, started, error=_error_code(exc))
@@ -445,7 +496,7 @@ class TokenSession:
         login``): for an interactive grant, this is when the person signs in."""
         started = time.perf_counter()
         try:
-            with self._lock, self.store.lock(self.cache_key):
+            with self._lock, self._store_lock():
                 token = self._grant(reason=None)
                 self._save(token, EventKind.FETCHED, started)
                 return self._remember(token)
@@ -493,7 +544,7 @@ class TokenSession:
         (the error is raised afterwards), so logging out always logs out.
         """
         started = time.perf_counter()
-        with self._lock, self.store.lock(self.cache_key):
+        with self._lock, self._store_lock():
             token = self.store.load(self.cache_key)
             failure: TokenflowError | None = None
             if revoke and token is not None:
