@@ -65,10 +65,22 @@ def jwt(claims: Mapping[str, object]) -> str:
                      id="missing-profile-default"),
         pytest.param({"expires_in": None}, {"default_lifetime": 42.5}, 42.5, False,
                      id="null-profile-default"),
-        pytest.param({"expires_in": "soon"}, {}, 3600, False, id="non-numeric-string"),
-        pytest.param({"expires_in": True}, {}, 3600, False, id="boolean"),
-        pytest.param({"expires_in": [3600]}, {}, 3600, False, id="list"),
-        pytest.param({"expires_in": "NaN"}, {}, 3600, False, id="nan-string"),
+        # unusable values are never taken silently: one warning, then the default lifetime
+        pytest.param({"expires_in": "soon"}, {}, 3600, True, id="non-numeric-string"),
+        pytest.param({"expires_in": "abc"}, {"default_lifetime": 900}, 900, True,
+                     id="non-numeric-string-profile-default"),
+        pytest.param({"expires_in": True}, {}, 3600, True, id="boolean"),
+        pytest.param({"expires_in": [3600]}, {}, 3600, True, id="list"),
+        pytest.param({"expires_in": {"s": 1}}, {}, 3600, True, id="object"),
+        pytest.param({"expires_in": ""}, {}, 3600, True, id="empty-string"),
+        pytest.param({"expires_in": "NaN"}, {}, 3600, True, id="nan-string"),
+        pytest.param({"expires_in": "Infinity"}, {}, 3600, True, id="infinity-string"),
+        pytest.param({"expires_in": "-inf"}, {}, 3600, True, id="minus-infinity-string"),
+        pytest.param({"expires_in": float("nan")}, {}, 3600, True, id="json-NaN"),
+        pytest.param({"expires_in": float("inf")}, {}, 3600, True, id="json-Infinity"),
+        pytest.param({"expires_in": -float("inf")}, {}, 3600, True, id="json-minus-Infinity"),
+        pytest.param({"expires_in": 10**400}, {}, 3600, True, id="integer-beyond-float"),
+        pytest.param({"expires_in": "1e400"}, {}, 3600, True, id="string-beyond-float"),
         pytest.param({"expires_in": 0}, {}, 3600, True, id="zero"),
         pytest.param({"expires_in": 0.5}, {}, 3600, True, id="under-a-second"),
         pytest.param({"expires_in": -5}, {}, 3600, True, id="negative"),
@@ -97,7 +109,9 @@ def test_expires_in(
     warnings = [r for r in caplog.records if r.name == "tokenflow.tokens"]
     assert bool(warnings) == warns
     if warns:
+        assert len(warnings) == 1
         assert "expires_in" in warnings[0].getMessage()
+        assert "default lifetime" in warnings[0].getMessage()
         assert token.access_token not in caplog.text
 
 
@@ -156,8 +170,8 @@ def test_unusable_jwt_falls_back_to_the_default_lifetime(
 # -- other fields ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("token_type", "expected"),
-    [("bearer", "Bearer"), ("BEARER", "Bearer"), ("Bearer", "Bearer"), (OMIT, "Bearer"),
-     ("", "Bearer"), (None, "Bearer"), ("mac", "mac")],
+    [("bearer", "Bearer"), ("BEARER", "Bearer"), ("Bearer", "Bearer"), ("bEaReR", "Bearer"),
+     (OMIT, "Bearer"), ("", "Bearer"), (None, "Bearer")],
 )
 def test_token_type(
     server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, token_type: object,
@@ -169,17 +183,53 @@ def test_token_type(
 
 
 @pytest.mark.parametrize(
-    ("scope", "expected"),
-    [("read write", "read write"), ("read", "read"), (["read", "write"], "read write"),
-     (OMIT, None), (None, None), (7, None)],
+    "token_type",
+    ["DPoP", "dpop", "mac", "N_A", "Bearer ", "bearer\r\nX-Evil: 1", 7, ["Bearer"], True],
+)
+def test_token_types_other_than_bearer_are_refused(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, token_type: object
+) -> None:
+    """Printing ``Bearer`` for a DPoP or mac token would fail later, at the API, obscurely."""
+    session = session_for(server, write_config, clock)
+    server.script(success_response(access_token="good-token-1234", token_type=token_type))
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    message = str(caught.value)
+    assert "token_type" in message and "not Bearer" in message
+    assert "good-token-1234" not in message
+    assert "\r" not in message and "\n" not in message
+    assert session.status().expires_at is None  # nothing was stored
+
+
+@pytest.mark.parametrize(
+    ("scope", "profile_scope", "expected"),
+    [("read write", None, "read write"), ("read", None, "read"),
+     (["read", "write"], None, "read write"),
+     (OMIT, None, None), (None, None, None), (7, None, None),
+     # RFC 6749 5.1: a reply without scope was granted the requested scope
+     (OMIT, "read write", "read write"), (None, "read", "read"), (7, "read", "read"),
+     ("read", "read write", "read")],
 )
 def test_scope(
     server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, scope: object,
-    expected: str | None,
+    profile_scope: str | None, expected: str | None,
 ) -> None:
-    session = session_for(server, write_config, clock)
+    extra = {"scope": profile_scope} if profile_scope else {}
+    session = session_for(server, write_config, clock, extra_profile=extra)
     server.script(success_response(scope=scope))
     assert session.token().scope == expected
+    assert session.status().scope == expected
+
+
+def test_a_refresh_reply_without_scope_keeps_the_granted_scope(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    """RFC 6749 section 6: the refreshed token has the scope granted before."""
+    session = session_for(server, write_config, clock, extra_profile={"scope": "read write"})
+    server.script(success_response(scope="read"))  # the server granted less than asked
+    assert session.token().scope == "read"
+    server.script(success_response(scope=OMIT))
+    assert session.force_refresh().scope == "read"
 
 
 def test_unknown_fields_are_kept_as_extra(

@@ -2,7 +2,8 @@
 
 The proxy is a real forward proxy on loopback (absolute-URI requests for http://, CONNECT tunnels
 for https://) that counts what passes through it. conftest sets ``NO_PROXY`` for every test; the
-proxy tests remove it, so the embedded server is only reachable through the proxy they set.
+proxy tests remove it. Loopback targets never go through a proxy, so the proxied tests name the
+embedded server ``tokens.example.test``, a name only the proxy resolves (to 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from tokenflow.transport import MAX_RETRY_AFTER
 
 WriteConfig = Callable[..., Path]
 ServerFactory = Callable[..., EmbeddedServer]
+
+PROXIED_HOST = "tokens.example.test"  # resolved by the test proxy only (RFC 2606 .test)
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
                         "trailer", "transfer-encoding", "upgrade", "content-length"})
@@ -149,7 +152,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._reply(400, [], b"absolute URI required")
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        request = urllib.request.Request(self.path, data=body, method=self.command, headers=headers)
+        url = self.path.replace(f"http://{PROXIED_HOST}:", "http://127.0.0.1:", 1)
+        request = urllib.request.Request(url, data=body, method=self.command, headers=headers)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(request, timeout=30) as response:
@@ -163,6 +167,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if not self._record():
             return
         host, port = self.path.rsplit(":", 1)
+        host = "127.0.0.1" if host == PROXIED_HOST else host
         upstream = socket.create_connection((host, int(port)), timeout=30)
         self.proxy.track(upstream, True)
         self.send_response(200, "Connection established")
@@ -209,7 +214,7 @@ def ca() -> trustme.CA:
 @pytest.fixture
 def https_server(ca: trustme.CA) -> Iterator[EmbeddedServer]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.issue_cert("127.0.0.1", PROXIED_HOST).configure_cert(context)
     with EmbeddedServer(ssl_context=context) as server:
         yield server
 
@@ -221,6 +226,22 @@ def config_for(
     return write_config(profile_yaml(server, dialect=dialect, extra_server=extra_server))
 
 
+def proxied(url: str) -> str:
+    """*url* of the embedded server under the name only the test proxy resolves."""
+    return url.replace("127.0.0.1", PROXIED_HOST)
+
+
+def proxied_config_for(
+    write_config: WriteConfig, server: EmbeddedServer, *, dialect: str = "teamserver",
+    **extra_server: Any
+) -> Path:
+    """A config naming the server :data:`PROXIED_HOST`: reachable through the proxy only."""
+    if server.url.startswith("http://"):
+        extra_server.setdefault("allow_insecure_http", True)  # not loopback by name any more
+    text = profile_yaml(server, dialect=dialect, extra_server=extra_server)
+    return write_config(proxied(text))
+
+
 # -- proxies ---------------------------------------------------------------------------------------
 def test_http_proxy_carries_grant_refresh_and_revocation(
     tokenflow_server_factory: ServerFactory, proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch,
@@ -228,7 +249,8 @@ def test_http_proxy_carries_grant_refresh_and_revocation(
 ) -> None:
     server = tokenflow_server_factory(clock=clock, access_token_lifetime=600)
     proxy_env.setenv("http_proxy", proxy.url)
-    session = tokenflow.load_config(config_for(write_config, server)).session("prod", clock=clock)
+    session = tokenflow.load_config(proxied_config_for(write_config, server)).session("prod",
+                                                                                      clock=clock)
 
     first = session.token()
     clock.advance(590)  # inside the refresh margin
@@ -239,7 +261,7 @@ def test_http_proxy_carries_grant_refresh_and_revocation(
     assert server.counts["password"] == 1 and server.counts["refresh_token"] == 1
     assert server.counts["revoke"] == 1
     assert proxy.methods() == ["GET", "GET", "DELETE"]  # Team Server: GET grants, DELETE revoke
-    assert all(r.target.startswith(server.url + "/") for r in proxy.requests)
+    assert all(r.target.startswith(proxied(server.url) + "/") for r in proxy.requests)
 
 
 def test_rfc6749_post_through_the_proxy(
@@ -247,10 +269,11 @@ def test_rfc6749_post_through_the_proxy(
     write_config: WriteConfig,
 ) -> None:
     proxy_env.setenv("http_proxy", proxy.url)
-    path = config_for(write_config, tokenflow_server, dialect="rfc6749")
+    path = proxied_config_for(write_config, tokenflow_server, dialect="rfc6749")
     token = tokenflow.load_config(path).session("prod").token()
     assert tokenflow_server.is_valid_access_token(token.access_token)
-    assert [(r.method, r.target) for r in proxy.requests] == [("POST", tokenflow_server.token_url)]
+    assert [(r.method, r.target) for r in proxy.requests] == [
+        ("POST", proxied(tokenflow_server.token_url))]
 
 
 @pytest.mark.parametrize("bypass", ["127.0.0.1", "localhost,127.0.0.1", "*"])
@@ -270,13 +293,13 @@ def test_https_proxy_tunnels_every_request(
     proxy_env: pytest.MonkeyPatch, write_config: WriteConfig, clock: FakeClock,
 ) -> None:
     proxy_env.setenv("https_proxy", proxy.url)
-    path = config_for(write_config, https_server, verify="ca.pem")
+    path = proxied_config_for(write_config, https_server, verify="ca.pem")
     ca.cert_pem.write_to_path(str(path.parent / "ca.pem"))
     session = tokenflow.load_config(path).session("prod", clock=clock)
 
     session.token()
     assert [(r.method, r.target) for r in proxy.requests] == [
-        ("CONNECT", f"127.0.0.1:{https_server.port}")]
+        ("CONNECT", f"{PROXIED_HOST}:{https_server.port}")]
     tunnelled = proxy.tunnelled_bytes
     assert tunnelled > 0
 
@@ -290,7 +313,7 @@ def test_cli_uses_the_proxy(
     tokenflow_server: EmbeddedServer, proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch,
     write_config: WriteConfig,
 ) -> None:
-    path = config_for(write_config, tokenflow_server)
+    path = proxied_config_for(write_config, tokenflow_server)
     result = run_cli("token", "prod", "-c", str(path), env={"http_proxy": proxy.url})
     assert result.returncode == 0, result.stderr
     assert tokenflow_server.is_valid_access_token(result.stdout.strip())
@@ -310,7 +333,7 @@ def test_proxy_credentials_from_the_proxy_url(
     proxy = ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD))
     try:
         proxy_env.setenv(f"{scheme}_proxy", proxy.url_with_credentials(PROXY_USER, PROXY_PASSWORD))
-        path = config_for(write_config, server, verify="ca.pem")
+        path = proxied_config_for(write_config, server, verify="ca.pem")
         ca.cert_pem.write_to_path(str(path.parent / "ca.pem"))
         token = tokenflow.load_config(path).session("prod").token()
         assert server.is_valid_access_token(token.access_token)
