@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import json
 import socket
 import ssl
 import threading
@@ -535,3 +536,205 @@ def test_http_client_debuglevel_does_not_print_the_request(
         assert password not in text
         assert "send:" not in text and "reply:" not in text
     assert tokenflow_server.counts["token"] == 3  # probe + grant + refresh
+
+
+# -- loopback is never proxied (issue 9, item 4) ---------------------------------------------------
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest.mark.parametrize("no_proxy", [None, "example.com", ""])
+def test_loopback_targets_never_go_through_a_proxy(
+    tokenflow_server: EmbeddedServer, proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch,
+    write_config: WriteConfig, host: str, no_proxy: str | None,
+) -> None:
+    """Plain http is allowed to loopback because it stays here; a proxy would carry the
+    credentials (Team Server: in the query string) off the machine in clear."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "ALL_PROXY", "all_proxy"):
+        proxy_env.setenv(name, proxy.url)
+    if no_proxy is not None:
+        proxy_env.setenv("NO_PROXY", no_proxy)
+    text = profile_yaml(tokenflow_server).replace("127.0.0.1", host)
+    session = tokenflow.load_config(write_config(text)).session("prod")
+    token = session.token()
+    session.force_refresh()
+    assert session.logout(revoke=True)
+    assert tokenflow_server.is_valid_access_token(token.access_token) is False  # revoked
+    assert tokenflow_server.counts["token"] == 2 and tokenflow_server.counts["revoke"] == 1
+    assert proxy.requests == []
+
+
+def test_https_to_loopback_is_not_tunnelled_either(
+    https_server: EmbeddedServer, ca: trustme.CA, proxy: ForwardProxy,
+    proxy_env: pytest.MonkeyPatch, write_config: WriteConfig,
+) -> None:
+    proxy_env.setenv("https_proxy", proxy.url)
+    path = config_for(write_config, https_server, verify="ca.pem")
+    ca.cert_pem.write_to_path(str(path.parent / "ca.pem"))
+    assert https_server.is_valid_access_token(tokenflow.load_config(path).session("prod")
+                                              .token().access_token)
+    assert proxy.requests == []
+
+
+def test_the_cli_does_not_proxy_loopback(
+    tokenflow_server: EmbeddedServer, proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch,
+    write_config: WriteConfig,
+) -> None:
+    path = config_for(write_config, tokenflow_server)
+    result = run_cli("token", "prod", "-c", str(path),
+                     env={"http_proxy": proxy.url, "HTTP_PROXY": proxy.url})
+    assert result.returncode == 0, result.stderr
+    assert tokenflow_server.is_valid_access_token(result.stdout.strip())
+    assert proxy.requests == []
+
+
+# -- one URL parser for the check and the connection (item 5) --------------------------------------
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("http://127.1\\@127.0.0.1:9/token", "backslash", id="backslash-userinfo"),
+        pytest.param("https://auth.example.com\\@evil.example/token", "backslash",
+                     id="backslash-https"),
+        pytest.param("http://127.0.0.1/to\\ken", "backslash", id="backslash-in-path"),
+        pytest.param("http://user:pw-9876@127.0.0.1:9/token", "user-info", id="userinfo"),
+        pytest.param("https://user@auth.example.com/token", "user-info", id="userinfo-https"),
+        pytest.param("http://127.0.0.1%2f@evil.example/token", "user-info", id="encoded-slash"),
+        pytest.param("http://evil.example#@127.0.0.1/token", "allow_insecure_http",
+                     id="fragment-before-at"),
+        pytest.param("http://127.1:9/token", "allow_insecure_http", id="short-ipv4"),
+        pytest.param("http://127.0.0.1:9/tok en", "a space", id="space"),
+        pytest.param("http://127.0.0.1:9/token\u00e9", "non-ASCII", id="non-ascii"),
+        pytest.param('"http://127.0.0.1:9/tok\\x1bken"', "control character", id="escape"),
+        pytest.param("http://[::1%25lo]:9/token", "host", id="ipv6-zone"),
+    ],
+)
+def test_ambiguous_server_urls_are_refused_at_load(
+    write_config: WriteConfig, url: str, expected: str
+) -> None:
+    path = write_config(insecure_config(url))
+    with pytest.raises(ConfigError) as caught:
+        tokenflow.load_config(path)
+    [issue] = caught.value.issues
+    assert (issue.file, issue.line) == (str(path), 4)
+    assert issue.column > 0
+    assert issue.path == "$.servers.ts.token_url"
+    assert expected in issue.message
+    assert "pw-9876" not in str(caught.value) and "evil" not in issue.message
+
+
+@pytest.mark.parametrize("url", ["http://u:p@127.0.0.1:9/revoke", "https://h.example\\@x/revoke"])
+def test_ambiguous_revoke_urls_are_refused_at_load(write_config: WriteConfig, url: str) -> None:
+    path = write_config(insecure_config("https://auth.example.com/token", revoke_url=url))
+    with pytest.raises(ConfigError) as caught:
+        tokenflow.load_config(path)
+    [issue] = caught.value.issues
+    assert issue.path == "$.servers.ts.revoke_url" and issue.line == 5
+
+
+def transport_for(url: str, **options: Any) -> Any:
+    from tokenflow.config.model import ServerSpec
+    from tokenflow.transport import Transport
+
+    return Transport(ServerSpec(name="ts", token_url=url, **options))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.1\\@127.0.0.1:9/token", "backslash"),
+        ("http://user:pw-5555@127.0.0.1:9/token", "user-info"),
+        ("http://auth.example.com/token", "not loopback"),
+        ("http://127.0.0.1:9/token?password=a\r\nX: y", "query string"),
+        ("http://127.0.0.1:9/token?q=a\\b", "query string"),
+    ],
+)
+def test_the_transport_checks_every_url_it_is_handed(url: str, expected: str) -> None:
+    """A dialect builds the final URL: the transport checks it with the same parser."""
+    from tokenflow.plugins.contracts import HttpRequest
+
+    transport = transport_for("http://127.0.0.1:9/token")
+    with pytest.raises(TransportError) as caught:
+        transport.send(HttpRequest("GET", url))
+    assert expected in str(caught.value)
+    assert not caught.value.transient
+    assert "pw-5555" not in str(caught.value)
+
+
+# -- header names and values from config (item 7) --------------------------------------------------
+def headers_config(server_url: str, headers: str) -> str:
+    return (f"version: 1\nservers:\n  ts:\n    token_url: {server_url}\n    headers:\n{headers}"
+            "clients:\n  app:\n    client_id: cid\n"
+            "profiles:\n  prod:\n    server: ts\n    client: app\n    grant: client_credentials\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("api-key-4242\n", "line break (CR/LF) at position 13", id="trailing-newline"),
+        pytest.param("api-key-4242\r\nX-Injected: 1", "line break", id="crlf-injection"),
+        pytest.param("api\x00key-4242", "NUL", id="nul"),
+        pytest.param("api-key-4242\x1b[2J", "control character", id="escape"),
+        pytest.param("api-key-4242\u00e9", "non-ASCII", id="non-ascii"),
+        pytest.param("api-key-4242 ", "whitespace", id="trailing-space"),
+    ],
+)
+def test_bad_header_values_from_the_environment_are_config_errors(
+    write_config: WriteConfig, value: str, expected: str
+) -> None:
+    path = write_config(headers_config("https://auth.example.com/token",
+                                       '      X-Api-Key: "${API_KEY}"\n'))
+    with pytest.raises(ConfigError) as caught:
+        tokenflow.load_config(path, environ={"API_KEY": value})
+    [issue] = caught.value.issues
+    assert (issue.file, issue.line, issue.column) == (str(path), 6, 18)
+    assert issue.path == "$.servers.ts.headers.X-Api-Key"
+    assert expected in issue.message
+    assert "api-key-4242" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["X Api Key", "X-Api-Key:", "X-\u00e9", '"X"'])
+def test_bad_header_names_are_config_errors(write_config: WriteConfig, name: str) -> None:
+    path = write_config(headers_config("https://auth.example.com/token",
+                                       f"      {json.dumps(name)}: value\n"))
+    with pytest.raises(ConfigError) as caught:
+        tokenflow.load_config(path)
+    assert "is not an HTTP token" in str(caught.value)
+
+
+def test_a_bad_header_value_gives_the_cli_exit_2_and_no_crash_file(
+    tokenflow_server: EmbeddedServer, write_config: WriteConfig, cache_dir: Path
+) -> None:
+    text = profile_yaml(tokenflow_server, extra_server={"headers": '{X-Api-Key: "${API_KEY}"}'})
+    path = write_config(text)
+    result = run_cli("token", "prod", "-c", str(path), env={"API_KEY": "key-value-777\n"})
+    assert result.returncode == 2, result.stderr
+    assert "X-Api-Key" in result.stderr and "line break" in result.stderr
+    assert "key-value-777" not in result.stderr + result.stdout
+    leftovers = [p for p in cache_dir.rglob("*") if p.is_file()] if cache_dir.exists() else []
+    assert not any("key-value-777" in p.read_text(errors="replace") for p in leftovers)
+    assert tokenflow_server.counts["token"] == 0
+
+
+def test_configured_header_values_are_scrubbed_like_secrets(
+    tokenflow_server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    """A server that echoes the API key back in its error does not get it into messages."""
+    key = "header-api-key-31337"
+    text = profile_yaml(tokenflow_server, extra_server={"headers": '{X-Api-Key: "${API_KEY}"}'})
+    session = tokenflow.load_config(write_config(text), environ={"API_KEY": key}).session("prod")
+    tokenflow_server.script(error_response(400, "invalid_request", f"unknown api key {key}"))
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    assert key not in str(caught.value)
+    assert "unknown api key ***" in str(caught.value)
+    assert tokenflow_server.last_raw_request is not None
+    sent = {k.lower(): v for k, v in tokenflow_server.last_raw_request.headers.items()}
+    assert sent["x-api-key"] == key  # sent as configured
+
+
+def test_the_transport_refuses_a_bad_header_a_dialect_built() -> None:
+    from tokenflow.plugins.contracts import HttpRequest
+
+    transport = transport_for("http://127.0.0.1:9/token")
+    with pytest.raises(TransportError) as caught:
+        transport.send(HttpRequest("POST", "http://127.0.0.1:9/token",
+                                   {"Authorization": "Basic abc-secret-1\r\nX-Evil: 1"}))
+    assert "line break" in str(caught.value)
+    assert "abc-secret-1" not in str(caught.value)
