@@ -545,3 +545,157 @@ def test_a_bare_401_takes_the_error_from_www_authenticate(
     assert caught.value.error == "invalid_client"
     assert caught.value.error_description == "Unknown client"
     assert "invalid_client: Unknown client" in str(caught.value)
+
+
+# -- what a token may contain (issue 9, item 3) ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("access_token", "problem"),
+    [
+        pytest.param("tok-1234\r\nX-Injected: 1", "a line break at position 9", id="crlf"),
+        pytest.param("tok-1234\n", "a line break", id="trailing-newline"),
+        pytest.param("tok-1234\x1b[2J\x1b]0;pwned\x07", "a control character", id="escape-sequence"),
+        pytest.param("tok-1234\x00", "a control character", id="nul"),
+        pytest.param("tok-1234\x85", "a control character", id="c1-control"),
+        pytest.param("tok 1234", "whitespace", id="space"),
+        pytest.param("tok-1234\u00e9", "a non-ASCII character", id="non-ascii"),
+        pytest.param("tok-1234\u202e", "a non-ASCII character", id="bidi-override"),
+        pytest.param('tok-1234"; rm -rf /', "the character '\"'", id="quote"),
+        pytest.param("tok-1234$(id)", "the character '$'", id="shell"),
+        pytest.param("tok=1234", "the character '='", id="equals-inside"),
+        pytest.param("t" * 70_000, "over 65536 characters", id="huge"),
+    ],
+)
+def test_access_tokens_outside_the_rfc6750_syntax_are_refused(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, access_token: str,
+    problem: str,
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(success_response(access_token=access_token))
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    message = str(caught.value)
+    assert "unusable token" in message and problem in message
+    assert "tok-1234" not in message and "tok 1234" not in message
+    assert all(c.isprintable() for c in message)
+    assert session.status().expires_at is None  # nothing was stored
+
+
+@pytest.mark.parametrize("access_token", ["abc", "a.b.c", "A-Z_a~z+0/9==", "x" * 4096 + "="])
+def test_rfc6750_tokens_are_accepted(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, access_token: str
+) -> None:
+    server.script(success_response(access_token=access_token))
+    assert session_for(server, write_config, clock).token().access_token == access_token
+
+
+def test_a_token_is_checked_however_it_is_made() -> None:
+    """Stores build tokens with from_dict: a tampered store entry is a damaged one."""
+    from tokenflow.tokens import Token
+
+    good = {"access_token": "good-1234", "token_type": "bearer", "expires_at": 2e9,
+            "obtained_at": 1e9}
+    assert Token.from_dict(good).token_type == "Bearer"
+    for bad in ({"access_token": "evil\x1b[31m"}, {"token_type": "DPoP"},
+                {"scope": "read\r\nwrite"}, {"access_token": "a\nb"}):
+        with pytest.raises(ValueError, match=r"access_token|token_type|scope") as caught:
+            Token.from_dict({**good, **bad})
+        assert "evil" not in str(caught.value)
+
+
+# -- error messages: scrub, then cut; never echo a token of the reply (item 8) ----------------------
+def test_a_token_cut_at_the_excerpt_boundary_leaks_no_prefix(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    token = session.token().access_token
+    for offset in (150, 180, 190, 199):
+        body = ("x" * offset + " " + token + " trailing text").encode()
+        server.script(ScriptedResponse(502, {"Content-Type": "text/plain"}, body))
+        server.script(ScriptedResponse(400, {"Content-Type": "text/plain"}, body))
+        for _ in range(2):
+            with pytest.raises(TokenflowError) as caught:
+                session.force_refresh()
+            message = str(caught.value) + getattr(caught.value, "body_excerpt", "")
+            assert token[:6] not in message, (offset, message)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"{'error': 'invalid_grant', 'access_token': 'leaky-access-5150'}",
+                     id="python-repr"),
+        pytest.param(b"{'access_token': 'leaky-access-5150', 'error': 'server_error'}",
+                     id="python-repr-token-first"),
+        pytest.param(b'{"error": "x", "access_token": "leaky\\"-access-5150"}', id="escaped-quote"),
+        pytest.param(b'{"accessToken": "leaky-access-5150"}', id="camel-case"),
+        pytest.param(b"oops: access-token=leaky-access-5150; retry", id="dashed-name"),
+        pytest.param(b'{"error": "x", "access_token": "leaky-access-5150', id="truncated-json"),
+    ],
+)
+@pytest.mark.parametrize("status", [400, 200, 503])
+def test_token_fields_in_unparsable_bodies_are_scrubbed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, body: bytes, status: int
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(ScriptedResponse(status, {"Content-Type": "text/plain"}, body))
+    with pytest.raises(TokenflowError) as caught:
+        session.token()
+    message = str(caught.value) + getattr(caught.value, "body_excerpt", "")
+    assert "5150" not in message, message
+
+
+@pytest.mark.parametrize("field", ["access_token", "refresh_token", "id_token"])
+@pytest.mark.parametrize("status", [200, 400])
+def test_token_values_of_a_reply_are_never_echoed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, field: str, status: int
+) -> None:
+    """A reply with an error *and* a token, repeating the token in its description."""
+    value = f"reply-{field}-6789"
+    body = json.dumps({"error": "server_error", field: value,
+                       "error_description": f"could not finish issuing {value}"}).encode()
+    server.script(ScriptedResponse(status, JSON, body))
+    with pytest.raises(TokenRequestError) as caught:
+        session_for(server, write_config, clock).token()
+    exc = caught.value
+    assert exc.error == "server_error"
+    assert exc.error_description == "could not finish issuing ***"
+    assert value not in str(exc) and value not in repr(exc.args)
+
+
+def test_an_error_description_repeating_the_current_access_token_is_scrubbed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    access = session.token().access_token
+    server.script(error_response(400, "invalid_request", f"token {access} is not accepted here"))
+    with pytest.raises(TokenRequestError) as caught:
+        session.force_refresh()
+    assert "invalid_request: token *** is not accepted here" in str(caught.value)
+    assert access not in str(caught.value)
+
+
+def test_oauth_error_fields_are_in_the_message_and_printable(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    body = json.dumps({"error": "invalid_grant\x1b[31m",
+                       "error_description": "Bad\r\ncredentials\x07 " + "y" * 2000}).encode()
+    server.script(ScriptedResponse(400, JSON, body))
+    with pytest.raises(TokenRequestError) as caught:
+        session_for(server, write_config, clock).token()
+    message = str(caught.value)
+    assert message.startswith("token request refused (HTTP 400): invalid_grant?[31m: Bad??credentials?")
+    assert all(c.isprintable() for c in message)
+    assert len(message) < 500
+
+
+def test_an_error_code_that_repeats_a_token_is_scrubbed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    refresh = session.token().refresh_token
+    assert refresh is not None
+    server.script(error_response(400, f"bad_token_{refresh}", "no"))
+    with pytest.raises(TokenRequestError) as caught:
+        session.force_refresh()
+    assert refresh not in str(caught.value)
+    assert caught.value.error is not None and refresh not in caught.value.error
