@@ -33,17 +33,24 @@ REPLY = json.dumps({"access_token": "dripped-token-1", "token_type": "Bearer",
 
 
 # -- a raw socket server ----------------------------------------------------------------------------
+Handler = Callable[[socket.socket, threading.Event], "bool | None"]
+
+
 class RawServer:
     """Accepts connections on 127.0.0.1; each one gets ``handler(conn, stop)`` on its own thread.
 
     The handler has read nothing yet; :func:`read_request` reads the request head. ``stop`` is
-    set when the test ends, so a dripping handler returns at once.
+    set when the test ends, so a dripping handler returns at once. What a handler returns (for
+    :func:`drip`: whether it sent everything) is collected in ``results``; a connection the
+    client broke off counts as ``False``.
     """
 
-    def __init__(self, handler: Callable[[socket.socket, threading.Event], None]) -> None:
+    def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.stop_event = threading.Event()
         self.connections = 0
+        self.results: list[bool | None] = []
+        self.handlers: list[threading.Thread] = []
         self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
@@ -62,13 +69,28 @@ class RawServer:
                 continue
             except OSError:
                 return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             with self.lock:
                 self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+                self.handlers.append(thread)
+            thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        result: bool | None = False
         with conn, contextlib.suppress(OSError):
-            self.handler(conn, self.stop_event)
+            result = self.handler(conn, self.stop_event)
+        with self.lock:
+            self.results.append(result)
+
+    def wait_for_handlers(self) -> list[bool | None]:
+        """What every handler returned, once each has ended (a drip the client cut ends at
+        once; one nobody cut runs to its end, well within the join timeout)."""
+        with self.lock:
+            threads = list(self.handlers)
+        for thread in threads:
+            thread.join(timeout=60)
+        with self.lock:
+            return list(self.results)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -87,19 +109,23 @@ def read_request(conn: socket.socket) -> bytes:
     return data
 
 
-def drip(conn: socket.socket, stop: threading.Event, data: bytes, interval: float = 0.1) -> None:
-    """Send *data* one byte per *interval*: every read gets a byte well within any timeout."""
+def drip(conn: socket.socket, stop: threading.Event, data: bytes, interval: float = 0.1) -> bool:
+    """Send *data* one byte per *interval*: every read gets a byte well within any timeout.
+
+    True if all of it was sent; an OSError (the client hung up) or the test's end stops it.
+    """
     for byte in data:
         conn.sendall(bytes([byte]))
         if stop.wait(interval):
-            return
+            return False
+    return True
 
 
 @pytest.fixture
-def raw_server() -> Iterator[Callable[[Callable[[socket.socket, threading.Event], None]], RawServer]]:
+def raw_server() -> Iterator[Callable[[Handler], RawServer]]:
     servers: list[RawServer] = []
 
-    def start(handler: Callable[[socket.socket, threading.Event], None]) -> RawServer:
+    def start(handler: Handler) -> RawServer:
         server = RawServer(handler)
         servers.append(server)
         return server
@@ -143,10 +169,10 @@ def test_a_dripping_server_is_cut_at_the_deadline(
     """A byte every 0.1 s passes any per-read timeout; the attempt's deadline stops it."""
     at_once, dripped = DRIPS[stage]
 
-    def handler(conn: socket.socket, stop: threading.Event) -> None:
+    def handler(conn: socket.socket, stop: threading.Event) -> bool:
         read_request(conn)
         conn.sendall(at_once)
-        drip(conn, stop, dripped)
+        return drip(conn, stop, dripped)
 
     server = raw_server(handler)
     session = tokenflow.load_config(raw_config(write_config, server.url)).session("prod")
@@ -156,14 +182,34 @@ def test_a_dripping_server_is_cut_at_the_deadline(
     assert exc.transient  # a slow server may be quicker later: a still-valid token is served
     assert "did not finish answering within 1 s" in str(exc)
     assert "127.0.0.1" in str(exc)
+    assert server.wait_for_handlers() == [False]  # tokenflow hung up: the drip never finished
+
+
+def test_a_tls_handshake_dripped_byte_by_byte_is_cut_at_the_deadline(
+    raw_server: Callable[..., RawServer], write_config: WriteConfig
+) -> None:
+    """The deadline covers connecting too: a server answering the ClientHello one byte at a time
+    (a TLS record header, then a ServerHello that never ends)."""
+
+    def handler(conn: socket.socket, stop: threading.Event) -> bool:
+        conn.recv(65536)  # the ClientHello
+        return drip(conn, stop, b"\x16\x03\x03\x40\x00\x02\x00\x3f\xfc\x03\x03" + b"\x00" * 200)
+
+    server = raw_server(handler)
+    path = raw_config(write_config, server.url.replace("http://", "https://"))
+    with pytest.raises(TransportError) as caught:
+        tokenflow.load_config(path).session("prod").token()
+    assert "did not finish answering within 1 s" in str(caught.value)
+    assert caught.value.transient
+    assert server.wait_for_handlers() == [False]
 
 
 def test_each_retry_has_its_own_deadline(
     raw_server: Callable[..., RawServer], write_config: WriteConfig
 ) -> None:
-    def handler(conn: socket.socket, stop: threading.Event) -> None:
+    def handler(conn: socket.socket, stop: threading.Event) -> bool:
         read_request(conn)
-        drip(conn, stop, DRIPS["status-line"][1])
+        return drip(conn, stop, DRIPS["status-line"][1])
 
     server = raw_server(handler)
     path = raw_config(write_config, server.url, retries=1)
@@ -172,14 +218,15 @@ def test_each_retry_has_its_own_deadline(
     assert "did not finish answering within 1 s (the server's timeout) (after 2 tries)" \
         in str(caught.value)
     assert server.connections == 2
+    assert server.wait_for_handlers() == [False, False]
 
 
 def test_a_dripping_server_gives_the_cli_a_clear_error(
     raw_server: Callable[..., RawServer], write_config: WriteConfig
 ) -> None:
-    def handler(conn: socket.socket, stop: threading.Event) -> None:
+    def handler(conn: socket.socket, stop: threading.Event) -> bool:
         read_request(conn)
-        drip(conn, stop, DRIPS["headers"][0] + DRIPS["headers"][1])
+        return drip(conn, stop, DRIPS["headers"][0] + DRIPS["headers"][1])
 
     server = raw_server(handler)
     result = run_cli("token", "prod", "-c", str(raw_config(write_config, server.url)))

@@ -92,13 +92,16 @@ class HttpResponse:
 class _Attempt:
     """One try of one request: when it must be over, on which connection, and whether it was cut."""
 
-    __slots__ = ("conn", "deadline", "done", "expired")
+    __slots__ = ("conn", "deadline", "done", "expired", "sock")
 
     def __init__(self, conn: Any, deadline: float) -> None:
         self.conn = conn
         self.deadline = deadline
         self.done = False
         self.expired = False
+        # the socket itself: a reply that closes the connection (close-delimited bodies) takes
+        # it away from the connection object while the body is still being read from it
+        self.sock: Any = getattr(conn, "sock", None)
 
     def __lt__(self, other: _Attempt) -> bool:  # for the heap: ties are broken by a counter
         return False
@@ -106,6 +109,7 @@ class _Attempt:
     def cut(self) -> None:
         """Shut the attempt's socket down: a read blocked on it returns at once (EOF/error)."""
         self.expired = True
+        _shutdown(self.sock)
         _shutdown(getattr(self.conn, "sock", None))
 
 
@@ -225,14 +229,20 @@ class _QuietHTTPSConnection(HTTPSConnection):
 
 
 def _checked_socket(sock: socket.socket) -> socket.socket:
-    if _attempt_expired():  # the deadline passed while connecting
-        _shutdown(sock)
+    attempt: _Attempt | None = getattr(_local, "attempt", None)
+    if attempt is not None:
+        attempt.sock = sock  # the TCP socket: cutting it also stops a TLS handshake
+        if attempt.expired:  # the deadline passed while connecting
+            _shutdown(sock)
     return sock
 
 
 def _check_deadline(conn: Any) -> None:
-    if _attempt_expired():  # the deadline passed between connecting and reading
-        _shutdown(conn.sock)
+    attempt: _Attempt | None = getattr(_local, "attempt", None)
+    if attempt is not None:
+        attempt.sock = conn.sock
+        if attempt.expired:  # the deadline passed between connecting and reading
+            _shutdown(conn.sock)
 
 
 class _QuietHTTPConnectionPool(HTTPConnectionPool):
