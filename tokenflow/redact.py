@@ -150,8 +150,10 @@ def excerpt(body: bytes | str, limit: int = 200) -> str:
     """A one-line, secret-free, printable excerpt of a reply of at most *limit* characters.
 
     Scrubbed *before* it is cut: a token cut at the boundary would otherwise leave its prefix,
-    which no pattern recognises any more. The whole text is scrubbed (bodies are capped at
-    1 MiB, and this runs only on the error path).
+    which no pattern recognises any more. Scrubbing costs time in proportion to the text, so
+    a hostile megabyte is first cut to :data:`_EXCERPT_WINDOW` characters; a secret the cut
+    splits can only be in the last :data:`_LONGEST_SECRET` characters of the scrubbed window
+    (nothing follows it), so those are dropped after scrubbing.
     """
     text = body if isinstance(body, str) else body.decode("utf-8", "replace")
     if isinstance(body, bytes):
@@ -159,8 +161,17 @@ def excerpt(body: bytes | str, limit: int = 200) -> str:
 
         with contextlib.suppress(ValueError, RecursionError):
             remember_reply_secrets(json.loads(text))
-    text = printable(" ".join(scrub(text).split()))
+    if len(text) > _EXCERPT_WINDOW:
+        text = scrub(text[:_EXCERPT_WINDOW])
+        text = text[: max(0, len(text) - _LONGEST_SECRET)]
+    else:
+        text = scrub(text)
+    text = printable(" ".join(text.split()))
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+_LONGEST_SECRET: Final = 64 * 1024 + 1  # the longest token tokenflow accepts, and one more
+_EXCERPT_WINDOW: Final = 3 * _LONGEST_SECRET
 
 
 class Secret:
