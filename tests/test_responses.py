@@ -702,3 +702,18 @@ def test_an_error_code_that_repeats_a_token_is_scrubbed(
         session.force_refresh()
     assert refresh not in str(caught.value)
     assert caught.value.error is not None and refresh not in caught.value.error
+
+
+@pytest.mark.parametrize("value", ["abc", "NaN", "-Infinity"])
+def test_the_cli_warns_on_one_line_about_an_unusable_expires_in(
+    server: EmbeddedServer, write_config: WriteConfig, value: str
+) -> None:
+    from conftest import run_cli
+
+    path = write_config(profile_yaml(server))
+    server.script(success_response(access_token="warned-token-1", expires_in=value))
+    result = run_cli("token", "prod", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "warned-token-1\n"
+    [line] = result.stderr.splitlines()
+    assert "expires_in" in line and "default lifetime of 3600 seconds" in line
