@@ -380,7 +380,7 @@ def parse_token_response(
         expires_at = now + lifetime  # under a second would expire on arrival
     elif raw_lifetime is not None:
         log.warning(
-            "token endpoint sent an unusable expires_in=%s; assuming the default lifetime of "
+            "token endpoint sent an implausible expires_in=%s; assuming the default lifetime of "
             "%g seconds", ascii(raw_lifetime)[:40], default_lifetime,
         )
     else:
