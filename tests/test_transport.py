@@ -705,6 +705,7 @@ def test_a_bad_header_value_gives_the_cli_exit_2_and_no_crash_file(
     path = write_config(text)
     result = run_cli("token", "prod", "-c", str(path), env={"API_KEY": "key-value-777\n"})
     assert result.returncode == 2, result.stderr
+    assert f"{path}:" in result.stderr  # FILE:LINE:COL
     assert "X-Api-Key" in result.stderr and "line break" in result.stderr
     assert "key-value-777" not in result.stderr + result.stdout
     leftovers = [p for p in cache_dir.rglob("*") if p.is_file()] if cache_dir.exists() else []
