@@ -143,6 +143,15 @@ class _Watchdog:
             if self._heap[0][2] is attempt:
                 self._cond.notify()
 
+    def disarm(self, attempt: _Attempt) -> None:
+        """Mark *attempt* finished; under the lock, so the watchdog cannot be cutting it right
+        now (its connection may serve another request next)."""
+        if self._pid != os.getpid():
+            attempt.done = True
+            return
+        with self._cond:
+            attempt.done = True
+
     def _restart(self) -> None:
         self._pid = os.getpid()
         self._cond = threading.Condition()
@@ -182,7 +191,7 @@ def _end_attempt() -> bool:
     attempt: _Attempt | None = getattr(_local, "attempt", None)
     if attempt is None:
         return False
-    attempt.done = True
+    _watchdog.disarm(attempt)
     _local.attempt = None
     return attempt.expired
 
@@ -461,6 +470,7 @@ class Transport:
         target = self._target(request)
         host = target.netloc
         failure: TransportError | None = None
+        cut = False
         _local.budget = self.server.timeout
         try:
             try:
@@ -489,10 +499,11 @@ class Transport:
                     raise
                 body = b""  # reported below, as the deadline
             finally:
+                cut = _end_attempt()  # before the connection can go to another request
                 response.release_conn()
         finally:
             _local.budget = None
-            cut = _end_attempt()
+            cut = _end_attempt() or cut
         if cut:  # checked even after a "complete" read: a cut close-delimited body just ends
             raise _describe_failure(None, host, 0, self.server.timeout)
         headers = response.headers  # case-insensitive already
