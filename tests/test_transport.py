@@ -739,3 +739,30 @@ def test_the_transport_refuses_a_bad_header_a_dialect_built() -> None:
                                    {"Authorization": "Basic abc-secret-1\r\nX-Evil: 1"}))
     assert "line break" in str(caught.value)
     assert "abc-secret-1" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:9/t", True), ("http://127.255.0.9/t", True), ("http://localhost/t", True),
+        ("http://LOCALHOST:80/t", True), ("http://[::1]:9/t", True),
+        ("http://[0:0:0:0:0:0:0:1]/t", True),
+        ("http://127.1/t", False), ("http://127.0.0.1.example.com/t", False),
+        ("http://localhost.example.com/t", False), ("http://localhost./t", False),
+        ("http://0x7f000001/t", False), ("http://2130706433/t", False),
+        ("http://[::ffff:127.0.0.1]/t", False), ("http://10.0.0.1/t", False),
+    ],
+)
+def test_loopback_is_decided_once_for_the_check_and_the_proxy(
+    url: str, loopback: bool, proxy_env: pytest.MonkeyPatch
+) -> None:
+    """Only literal loopback addresses and ``localhost``; names that resolve there elsewhere do
+    not count, for the http:// check and for the proxy choice alike."""
+    from tokenflow.transport import _proxy_for
+    from tokenflow.wire import ServerUrl, parse_server_url
+
+    proxy_env.setenv("http_proxy", "http://proxy.example:3128")
+    parsed = parse_server_url(url)
+    assert isinstance(parsed, ServerUrl)
+    assert parsed.is_loopback is loopback
+    assert (_proxy_for(parsed) is None) is loopback
