@@ -442,13 +442,16 @@ class TokenSession:
     def _refresh(self, token: Token) -> Token:
         assert token.refresh_token is not None
         params = {"grant_type": "refresh_token", "refresh_token": token.refresh_token}
-        return self._request(params, previous_refresh_token=token.refresh_token)
+        # RFC 6749 section 6: a refresh keeps the scope granted before unless the reply says
+        return self._request(params, previous_refresh_token=token.refresh_token,
+                             requested_scope=token.scope or self.profile.scope)
 
     def _client_secret(self) -> str | None:
         spec = self.profile.client.client_secret
         return None if spec is None else self._secret("client_secret", spec)
 
-    def _request(self, params: dict[str, str], previous_refresh_token: str | None) -> Token:
+    def _request(self, params: dict[str, str], previous_refresh_token: str | None,
+                 requested_scope: str | None = None) -> Token:
         server = self.profile.server
         request = self._dialect.token_request(
             server.token_url, params, self.profile.client.client_id, self._client_secret(),
@@ -466,6 +469,7 @@ class TokenSession:
                 date_header=response.headers.get("date"),
                 previous_refresh_token=previous_refresh_token,
                 www_authenticate=response.headers.get("www-authenticate"),
+                requested_scope=requested_scope,
             )
         except TokenRequestError as exc:
             if exc.status == 405:  # GET-only legacy endpoints and servers that refuse GET
@@ -662,8 +666,9 @@ class _SessionGrantContext:
         return {"token": server.token_url, "revocation": server.revoke_url}.get(name)
 
     def request_token(self, params: Mapping[str, str]) -> Token:
-        return self._session._request(self._session._grant_params(params),
-                                      previous_refresh_token=None)
+        full = self._session._grant_params(params)
+        return self._session._request(full, previous_refresh_token=None,
+                                      requested_scope=full.get("scope"))
 
     def send(self, request: HttpRequest) -> HttpResponse:
         response: HttpResponse = self._session._get_transport().send(
