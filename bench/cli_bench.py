@@ -7,6 +7,9 @@
     installed, ``python -c "import requests_oauthlib"`` and ``python -c "import
     authlib.integrations.requests_client"``. Checks that the hit took the fast path
     (``-X importtime``: nothing heavy) and that the server saw no request.
+``cli-profiles``
+    the cached ``tokenflow token prod`` with a config of 10,000 profiles, interleaved with the
+    same with 10 profiles: a cache hit must not cost more with more profiles.
 ``cli-renewal``
     ``tokenflow token --force-refresh prod`` (a refresh from the CLI, the index up to date),
     interleaved with its floor, :data:`floors.URLLIB3_ONESHOT_SCRIPT` doing the same refresh
@@ -199,4 +202,59 @@ def bench_cli_renewal(server: EmbeddedServer, settings: Settings, work: Path) ->
     result.targets.append(Target("cli-renewal", "--force-refresh <= 1.3x the urllib3 one-shot "
                                  "script (floor)", 1.3, "<=", ratio_of_medians(tf, walls[ONESHOT])))
     result.info["median_ms"] = {n: statistics.median(v) for n, v in walls.items()}
+    return result
+
+
+def _many_profiles(server: ServerInfo, count: int) -> str:
+    """The ``prod`` profile of :func:`fixtures.config_text` and *count* - 1 others like it."""
+    lines = config_text(server, dialect="teamserver").rstrip("\n").split("\n")
+    body = lines[lines.index(f"  {PROFILE}:") + 1:]
+    for i in range(count - 1):
+        lines.append(f"  p{i:05d}:")
+        lines.extend(body)
+    return "\n".join(lines) + "\n"
+
+
+def bench_cli_profiles(server: EmbeddedServer, settings: Settings, work: Path) -> Result:
+    result = Result("cli-profiles")
+    info = ServerInfo.of(server)
+    _compile_package(result)
+    counts = (10, 10_000)
+    commands: dict[str, list[str]] = {}
+    homes: dict[str, Path] = {}
+    printed: dict[str, bytes] = {}
+    for count in counts:
+        home = work / f"profiles-{count}"
+        home.mkdir()
+        (home / "tokenflow.yaml").write_text(_many_profiles(info, count), encoding="utf-8")
+        name = f"tokenflow token, {count:,} profiles"
+        commands[name] = [*console_script(), "token", PROFILE]
+        homes[name] = home
+        env = child_env(home / "cache", home)
+        printed[name] = checked_run(name, commands[name], env, home).stdout.strip()
+        modules, _ = imported_modules(commands[name], env, home)
+        fast = not any(m.startswith("tokenflow.config.loader") for m in modules)
+        result.info[f"fast_path {count}"] = fast
+        if not fast:
+            result.notes.append(f"the cache hit with {count:,} profiles took the full path")
+    server.reset_counts()
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    names = list(commands)
+    for round_ in range(settings.cli_warmups + settings.cli_runs):
+        for name in names if round_ % 2 else names[::-1]:
+            home = homes[name]
+            run = checked_run(name, commands[name], child_env(home / "cache", home), home)
+            if run.stdout.strip() != printed[name]:
+                raise RuntimeError(f"{name} printed a different token from cache")
+            if round_ >= settings.cli_warmups:
+                walls[name].append(run.wall * 1000)
+    result.info["server_requests_during_runs"] = server.counts["token"]
+    if server.counts["token"]:
+        result.notes.append("the cached runs contacted the token server")
+    for name in names:
+        result.figures[f"wall {name}"] = summary(walls[name], "ms")
+    few, many = names
+    result.figures["wall ratio 10,000 / 10 profiles"] = ratio_figure(walls[many], walls[few])
+    result.targets.append(Target("cli-profiles", "cached CLI with 10,000 profiles <= 1.15x with 10",
+                                 1.15, "<=", ratio_of_medians(walls[many], walls[few])))
     return result

@@ -6,6 +6,8 @@ runs, in this order (each in its own module of ``bench/``):
 ``cli-cached`` (``cli_bench.py``)
     the cached ``tokenflow token`` process: wall time and peak RSS, beside its floor (a minimal
     script reading the token file), ``python -c pass`` and the peers' imports.
+``cli-profiles`` (``cli_bench.py``)
+    the cached ``tokenflow token`` with 10,000 profiles beside the same with 10.
 ``cli-renewal`` (``cli_bench.py``)
     ``tokenflow token --force-refresh`` beside its floor, a urllib3 one-shot script.
 ``hot-path`` (``hot_path_bench.py``)
@@ -46,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however run
 
-from cli_bench import bench_cli_cached, bench_cli_renewal
+from cli_bench import bench_cli_cached, bench_cli_profiles, bench_cli_renewal
 from fixtures import server_process
 from harness import (
     Result,
@@ -65,8 +67,8 @@ from stampede_bench import bench_stampede
 
 from tokenflow.testing import EmbeddedServer
 
-BENCHMARKS = ("cli-cached", "cli-renewal", "hot-path", "fetch", "refresh", "stampede",
-              "profiles-scale")
+BENCHMARKS = ("cli-cached", "cli-profiles", "cli-renewal", "hot-path", "fetch", "refresh",
+              "stampede", "profiles-scale")
 
 
 def _http(name: str) -> Callable[[EmbeddedServer, Settings, Path], Result]:
@@ -89,6 +91,7 @@ def _http(name: str) -> Callable[[EmbeddedServer, Settings, Path], Result]:
 
 RUNNERS: dict[str, Callable[[EmbeddedServer, Settings, Path], Result]] = {
     "cli-cached": bench_cli_cached,
+    "cli-profiles": bench_cli_profiles,
     "cli-renewal": bench_cli_renewal,
     "hot-path": bench_hot_path,
     "fetch": _http("fetch"),

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
-BENCHMARKS = {"cli-cached", "cli-renewal", "hot-path", "fetch", "refresh", "stampede",
-              "profiles-scale"}
+BENCHMARKS = {"cli-cached", "cli-profiles", "cli-renewal", "hot-path", "fetch", "refresh",
+              "stampede", "profiles-scale"}
 # what issue 5 forbids on the cache-hit path with the default file store
 FORBIDDEN_ON_CACHE_HIT = ("yaml", "jsonschema", "urllib3", "pluggy", "importlib.metadata")
 
@@ -74,6 +74,8 @@ def test_each_benchmark_has_its_headline_figures(smoke: tuple[dict[str, Any], st
     assert figures["stampede"]["same harness, fresh token (floor)"]["median"] > 0
     # every target is a ratio to a floor measured in the same run
     assert cli["wall python read-json script (floor)"]["median"] > 0
+    for count in ("10", "10,000"):
+        assert figures["cli-profiles"][f"wall tokenflow token, {count} profiles"]["median"] > 0
     renewal = figures["cli-renewal"]
     assert renewal["wall tokenflow token --force-refresh"]["median"] > 0
     assert renewal["wall urllib3 one-shot script (floor)"]["median"] > 0
