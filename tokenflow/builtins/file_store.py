@@ -93,8 +93,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     a directory fsync would only pay for a second commit (measured on ext4: +50 to +100 us, a
     third of a save; see bench/README.md). A crash before it returns happens before the token
     is handed out and leaves the old entry (ext4 writes a file's data before a rename that
-    replaces another file) or, on a file system without that ordering, an empty or short entry:
-    its checksum fails, it is quarantined like any damaged entry and the token fetched again.
+    replaces another file) or, where the data was not yet ordered before the rename (a first
+    save, or a file system without that rule), an empty or short entry: its checksum fails, it
+    is quarantined like any damaged entry and the token fetched again.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -358,7 +359,10 @@ class FileStore:
             with self._filelock(path):
                 yield
             return
-        fd = acquire_lock_file(f"{path}.lock", self.lock_timeout)
+        try:
+            fd = acquire_lock_file(f"{path}.lock", self.lock_timeout)
+        except OSError as exc:  # flock refused (ENOLCK on some network file systems)
+            raise StorageError(f"cannot lock {path}: {exc.strerror or exc}") from None
         if fd is None:
             raise self._timed_out(path)
         self._held.add(key)
