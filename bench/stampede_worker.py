@@ -1,10 +1,14 @@
 """One process of the ``stampede`` benchmark (started by ``bench/run.py``, not by hand).
 
-``python stampede_worker.py CONFIG PROFILE THREADS``: load the config, make the profile's session
-and THREADS threads that wait for one signal, print ``ready``, wait for a byte on stdin (the
+``python stampede_worker.py CONFIG PROFILE THREADS [cold]``: load the config, make the profile's
+session and THREADS threads that wait for one signal, print ``ready``, wait for a byte on stdin (the
 parent writes it to every worker at once), let every thread call ``session.token()`` and print
 one JSON line: the access-token fingerprints seen, the wall-clock time each caller had its token,
 and any errors.
+
+Unless ``cold`` is given the worker imports what a refresh needs (the transport: urllib3, ssl)
+before ``ready``, as a long-running process that has fetched a token before has: the stampede
+then measures the lock and the wake-up, not eight interpreters importing urllib3 on two cores.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import time
 def main(argv: list[str]) -> int:
     config_path, profile, threads = argv[0], argv[1], int(argv[2])
     import tokenflow
+
+    if argv[3:] != ["cold"]:
+        import tokenflow.transport
     from tokenflow.tokens import fingerprint
 
     session = tokenflow.load_config(config_path).session(profile)

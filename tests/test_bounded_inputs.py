@@ -247,12 +247,12 @@ def test_validate_dev_zero_is_an_error_not_3_gb(tmp_path: Path) -> None:
     assert "/dev/zero: cannot read: it is a character device, not a regular file" in result.stdout
 
 
-def test_a_config_over_1_mib_is_refused(tmp_path: Path) -> None:
+def test_a_config_over_4_mib_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tokenflow.yaml"
-    path.write_text("version: 1\n" + "# padding\n" * 120_000)  # 1.2 MB
+    path.write_text("version: 1\n" + "# padding\n" * 450_000)  # 4.5 MB
     result = run_limited("validate", str(path))
     assert result.returncode == 2, result
-    assert f"{path}: file is over 1 MiB; refusing to read it" in result.stdout
+    assert f"{path}: file is over 4 MiB; refusing to read it" in result.stdout
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "empty"])
@@ -335,8 +335,8 @@ def test_many_aliases_of_a_small_value_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_huge_document_is_refused_before_parsing(tmp_path: Path) -> None:
-    doc, issues = parse_document("a: 1\n" + "#" * (1 << 20), "big.yaml", tmp_path)
-    assert doc.data is None and [i.message for i in issues] == ["file is over 1 MiB"]
+    doc, issues = parse_document("a: 1\n" + "#" * (4 << 20), "big.yaml", tmp_path)
+    assert doc.data is None and [i.message for i in issues] == ["file is over 4 MiB"]
 
 
 # -- token files -------------------------------------------------------------------------------------

@@ -10,13 +10,23 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import profile_yaml, run_cli
 
 from tokenflow.base import cachefile
-from tokenflow.builtins.file_store import STALE_TEMP_AGE, FileStore, sweep_temp_files
+from tokenflow.builtins.file_store import (
+    STALE_TEMP_AGE,
+    SWEEP_INTERVAL,
+    SWEEP_MARKER,
+    FileStore,
+    sweep_temp_files,
+)
+from tokenflow import load_config
 from tokenflow.errors import StorageError
+from tokenflow.testing import EmbeddedServer
 from tokenflow.tokens import Token
 
 WORKER = Path(__file__).with_name("reliability_worker.py")
@@ -92,7 +102,8 @@ def test_a_loose_existing_directory_is_tightened(tmp_path: Path) -> None:
 def test_writes_leave_no_temporary_files(store: FileStore) -> None:
     for n in range(25):
         store.save(KEY, make_token(n))
-    assert sorted(p.name for p in store.directory.iterdir()) == [f"{KEY}.json"]
+    # the token, and the empty file whose mtime says when the directory was last swept
+    assert sorted(p.name for p in store.directory.iterdir()) == [SWEEP_MARKER, f"{KEY}.json"]
     assert store.load(KEY) == make_token(24)
 
 
@@ -148,11 +159,21 @@ def test_temporary_files_of_killed_writers_are_swept(store: FileStore) -> None:
         return Path(name)
 
     old, recent = leftover(STALE_TEMP_AGE + 60), leftover(0)
+    other_key = Path(str(old).replace(KEY, "b" * 32))
+    old.with_name(other_key.name).write_bytes(b"another key's half token")
+    os.utime(other_key, (time.time() - 3600, time.time() - 3600))
     unrelated = store.directory / f".{KEY}.json.notours.tmp"  # not mkstemp's shape
     unrelated.write_bytes(b"")
-    store.save(KEY, make_token(2))  # sweeps what a dead writer left, not a live writer's file
-    assert not old.exists()
+    store.save(KEY, make_token(2))  # the first save swept a minute ago: no listing this time
+    assert old.exists() and other_key.exists()
+    marker = store.directory / SWEEP_MARKER
+    assert marker.stat().st_mode & 0o777 == 0o600
+    stamp = time.time() - SWEEP_INTERVAL - 1
+    os.utime(marker, (stamp, stamp))  # an hour later
+    store.save(KEY, make_token(2))  # sweeps what dead writers left, not a live writer's file
+    assert not old.exists() and not other_key.exists()
     assert recent.exists() and unrelated.exists()
+    assert marker.stat().st_mtime > stamp + 1  # the next sweep is an hour away again
     store.delete(KEY)  # logout forgets every copy of the token
     assert not recent.exists()
     assert unrelated.exists()
@@ -240,6 +261,82 @@ def test_lock_excludes_other_threads_and_is_per_key(store: FileStore) -> None:
     assert most == 1
     with store.lock(KEY), store.lock("b" * 32):  # another key is not blocked by this one
         pass
+
+
+@posix_only
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
+    store: FileStore, tmp_path: Path
+) -> None:
+    store.save(KEY, make_token(1))
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    lock_file = Path(f"{store.path(KEY)}.lock")
+    lock_file.unlink(missing_ok=True)
+    lock_file.symlink_to(victim)  # planted by someone who hopes the lock truncates it
+    with pytest.raises(StorageError, match="symbolic link"), store.lock(KEY):
+        pass
+    assert victim.read_bytes() == b"precious"
+    lock_file.unlink()
+    dangling = tmp_path / "would-be-created"
+    lock_file.symlink_to(dangling)  # a link to nothing: O_CREAT through it would create it
+    with pytest.raises(StorageError, match="symbolic link"), store.lock(KEY):
+        pass
+    assert not dangling.exists()
+
+
+@posix_only
+def test_a_fifo_as_lock_file_is_refused_without_hanging(store: FileStore) -> None:
+    store.save(KEY, make_token(1))
+    lock_file = Path(f"{store.path(KEY)}.lock")
+    lock_file.unlink(missing_ok=True)
+    os.mkfifo(lock_file, 0o600)
+    with pytest.raises(StorageError, match="not a regular file"), store.lock(KEY):
+        pass
+
+
+@posix_only
+def test_a_symlinked_lock_file_is_a_storage_error_in_the_cli_not_exit_3(
+    tokenflow_server: EmbeddedServer, write_config: Callable[[str], Path], tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    config = write_config(profile_yaml(
+        tokenflow_server, store="{file: {path: " + json.dumps(str(tokens)) + "}}"))
+    session = load_config(config).session("prod")
+    assert isinstance(session.store, FileStore)
+    tokens.mkdir(mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    Path(f"{session.store.path(session.cache_key)}.lock").symlink_to(victim)
+    with pytest.raises(StorageError, match="symbolic link"):
+        session.token()
+    done = run_cli("token", "prod", "-c", str(config))
+    assert done.returncode == 1, done  # a StorageError, not a bug (3)
+    assert "symbolic link" in done.stderr and "bug" not in done.stderr
+    assert victim.read_bytes() == b"precious"
+    assert tokenflow_server.counts["token"] == 0  # refused before any request
+
+
+def test_a_waiter_gets_the_lock_when_the_holder_releases_it(store: FileStore) -> None:
+    """The helper-thread wait: a second process waits in flock and gets the lock after us."""
+    order: list[str] = []
+    holder_in = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with FileStore(store.directory).lock(KEY):
+            order.append("holder in")
+            holder_in.set()
+            release.wait(30)
+            order.append("holder out")
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holder_in.wait(30)
+    threading.Timer(0.2, release.set).start()
+    with FileStore(store.directory, lock_timeout=60).lock(KEY):  # waits in flock, not a poll
+        order.append("waiter in")
+    thread.join(30)
+    assert order == ["holder in", "holder out", "waiter in"]
 
 
 # -- keys ----------------------------------------------------------------------------------------

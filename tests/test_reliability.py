@@ -30,7 +30,7 @@ from conftest import FakeClock, profile_yaml
 
 from tokenflow import load_config
 from tokenflow.base import cachefile
-from tokenflow.builtins.file_store import FileStore
+from tokenflow.builtins.file_store import SWEEP_MARKER, FileStore
 from tokenflow.engine.session import STALE_RETRY_INTERVAL, TokenSession
 from tokenflow.errors import StorageError, TokenRequestError, TransportError
 from tokenflow.events import EventKind, TokenEvent
@@ -435,8 +435,8 @@ def test_kill_9_during_refreshes_never_corrupts_the_cache(
     assert outcomes["one behind"] <= outcomes["re-granted"] <= KILLS
     assert server.errors == []
     # a killed writer's temporary file (a token in it) is swept once stale, and by logout
-    for leftover in leftovers:
-        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+    for leftover in [*leftovers, path.parent / SWEEP_MARKER]:  # an hour later
+        os.utime(leftover, (time.time() - 3601, time.time() - 3601))
     checker.force_refresh()
     left = [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]
     assert left == [], (left, path.name)

@@ -58,13 +58,13 @@ __all__ = [
 
 JsonPath = tuple[str | int, ...]
 SECTIONS = ("servers", "clients", "profiles")
-MAX_FILE_BYTES = 1024 * 1024  # a config of 1,000 profiles is about 200 KB
+MAX_FILE_BYTES = 4 * 1024 * 1024  # 10,000 profiles in one file are about 2 MB
 # YAML aliases make a small file describe a huge value ("billion laughs": 9 anchors of 10 aliases
 # each are 10^9 nodes in under 500 bytes), and merge keys (<<) copy mappings the same way. The
 # builder counts every node it constructs (an alias is built each time it is used), each alias
 # use (a merged mapping is one) and the pairs merge keys copy, and stops at these (a 1,000-profile
 # config is about 15,000 nodes, and merges an anchor into each profile with 1,000 alias uses).
-MAX_YAML_NODES = 100_000
+MAX_YAML_NODES = 500_000  # 10,000 profiles of a dozen keys are about 150,000
 MAX_YAML_ALIASES = 10_000
 MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024  # certifi's bundle is about 300 KB
 _VAR_RE = re.compile(

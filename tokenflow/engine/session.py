@@ -346,6 +346,7 @@ class TokenSession:
                         assert token is not None
                         self._emit(EventKind.CACHE_HIT, token, started)
                         return self._remember(token)
+                self._get_transport()  # import urllib3/ssl before the lock: waiters must not wait for it
                 with self._store_lock():
                     return self._obtain_locked(force, started)
         except TokenflowError as exc:
