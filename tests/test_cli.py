@@ -398,7 +398,8 @@ def test_wrong_password_exits_1_with_one_line(
     env = {**secret_env(server), "TS_PASSWORD": "not-the-password"}
     result = run_cli("token", "prod", "-c", str(path), env=env)
     assert result.returncode == 1
-    assert re.fullmatch(r"tokenflow: error: .*invalid_grant.*Bad credentials", one_line(result.stderr))
+    assert re.fullmatch(r"tokenflow: error: profile 'prod': .*invalid_grant.*Bad credentials; "
+                        r"check the username and password of profile 'prod'", one_line(result.stderr))
     assert "not-the-password" not in result.stderr and result.stdout == ""
 
 
@@ -407,11 +408,14 @@ def test_wrong_client_secret_exits_1(server: EmbeddedServer, write_config: Write
     env = {**secret_env(server), "TS_CLIENT_SECRET": "not-the-secret"}
     result = run_cli("token", "prod", "-c", str(path), env=env)
     assert result.returncode == 1
-    assert "invalid_client" in one_line(result.stderr)
+    line = one_line(result.stderr)
+    assert "invalid_client" in line
+    assert line.endswith("check client_id and client_secret of client 'app' (used by profile 'prod')")
     assert "not-the-secret" not in result.stderr
 
 
-def test_unreachable_server_exits_1(write_config: WriteConfig) -> None:
+def test_unreachable_server_exits_4(write_config: WriteConfig) -> None:
+    """A network failure has its own exit code, so scripts can retry it (issue 9, 17)."""
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -419,7 +423,7 @@ def test_unreachable_server_exits_1(write_config: WriteConfig) -> None:
         text = profile_yaml(template)
     path = write_config(re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", text))
     result = run_cli("token", "prod", "-c", str(path))
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert f"cannot connect to 127.0.0.1:{port}" in one_line(result.stderr)
 
 

@@ -32,6 +32,7 @@ import sys
 import time
 
 from tokenflow.base import cachefile, locations, output
+from tokenflow.cli.fast import grammar
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -126,34 +127,15 @@ def _index_is_current(index: dict[str, Any], files: list[str]) -> bool:
 
 
 def _parse_args(argv: Sequence[str]) -> tuple[str | None, str, list[str]] | None:
-    """``token [PROFILE] [--format F] [-c PATH]...``; ``None`` for anything else."""
-    if not argv or argv[0] != "token":
+    """``(profile, format, config paths)`` of a ``token`` command line the cached path can
+    answer, read with the CLI's own grammar; ``None`` for anything else."""
+    values = grammar.parse_command(argv, grammar.TOKEN)
+    if values is None:
         return None
-    profile: str | None = None
-    fmt = "raw"
-    configs: list[str] = []
-    args = list(argv[1:])
-    while args:
-        arg = args.pop(0)
-        if arg in ("--format", "-f", "-c", "--config"):
-            if not args:
-                return None
-            value = args.pop(0)
-            if arg in ("--format", "-f"):
-                fmt = value
-            else:
-                configs.append(value)
-        elif arg.startswith("--format="):
-            fmt = arg.partition("=")[2]
-        elif arg.startswith("--config="):
-            configs.append(arg.partition("=")[2])
-        elif arg.startswith("-") or profile is not None:
-            return None  # --force-refresh, -v, --help, extra words: the full CLI decides
-        else:
-            profile = arg
-    if fmt not in output.FORMATS:
-        return None
-    return profile, fmt, configs
+    profile, fmt, configs = values["profile"], values["format"], values["config"]
+    assert profile is None or isinstance(profile, str)
+    assert isinstance(fmt, str) and (configs is None or isinstance(configs, list))
+    return profile, fmt, list(configs or [])
 
 
 def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | None:
@@ -215,7 +197,8 @@ def _write_index(config: Config, sources: Sequence[str]) -> None:
     from tokenflow.plugins.host import BUILTIN_PLUGINS
 
     host = config.plugins
-    if any(p not in BUILTIN_PLUGINS for p in host.observer_plugins()):
+    # the CLI's own progress line (tokenflow.cli.progress) needs no cache hit
+    if any(p not in BUILTIN_PLUGINS and p != "tokenflow.cli.progress" for p in host.observer_plugins()):
         return  # a third-party tokenflow_event must see every cache hit: no fast path
     files = [os.path.abspath(f) for f in locations.config_files(sources)]
     hashes = {path: _file_hash(path) for path in files}
