@@ -140,7 +140,7 @@ class _Line:
                 if self.pauses or now - self.since < THRESHOLD or self._stop.is_set():
                     continue
                 try:
-                    width = os.get_terminal_size(sys.stderr.fileno()).columns
+                    width = os.get_terminal_size(sys.stderr.fileno()).columns or 80
                 except (OSError, ValueError):
                     width = 80
                 _write(_ERASE + self.text(now)[: max(width - 1, 20)])
