@@ -701,6 +701,25 @@ def test_a_reader_that_left_is_not_an_error(config: Path, path: str) -> None:
     assert done.returncode == 0
 
 
+@pytest.mark.parametrize("path", ["cached", "full"])
+@pytest.mark.parametrize("stdout", ["full-disk", "closed"])
+def test_output_that_cannot_be_written_is_an_error_not_a_bug(
+    config: Path, path: str, stdout: str
+) -> None:
+    assert get_token(config).returncode == 0
+    extra = ["--force-refresh"] if path == "full" else []
+    argv = [sys.executable, "-m", "tokenflow", "token", "prod", "-c", str(config), *extra]
+    if stdout == "full-disk":
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    else:
+        done = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *argv], stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    line = one_line(done.stderr)
+    assert line.startswith("tokenflow: error: ") and "standard output" in line
+
+
 def test_help_documents_every_exit_code() -> None:
     result = run_cli("--help")
     assert result.returncode == 0

@@ -50,22 +50,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = cached_token_output(args)
     if text is not None:
         try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            _out(text)
+            _flush()
         except BrokenPipeError:
             return _reader_left()
+        except _OutputError as exc:
+            _error(str(exc))
+            return EXIT_REFUSED
         return EXIT_OK
     try:
         code = _run(args)
-        sys.stdout.flush()  # here, not at exit: a closed pipe is then ours to handle
+        _flush()  # here, not at exit: a closed pipe or a full disk is then ours to report
         return code
     except KeyboardInterrupt:
-        sys.stderr.write("tokenflow: interrupted\n")
+        _err("tokenflow: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _reader_left()
+    except _OutputError as exc:
+        _error(str(exc))
+        return EXIT_REFUSED
     except Exception as exc:
         return _report(exc)
+
+
+class _OutputError(Exception):
+    """stdout could not be written (closed, a full disk): the command's result is lost."""
+
+
+def _out(text: str) -> None:
+    """Write *text* to stdout; a closed stdout or a write error is an :class:`_OutputError`."""
+    if sys.stdout is None:
+        raise _OutputError("standard output is closed")
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise _OutputError(f"cannot write to standard output: {_reason(exc)}") from None
+
+
+def _flush() -> None:
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise _OutputError(f"cannot write to standard output: {_reason(exc)}") from None
+
+
+def _err(text: str) -> None:
+    """Write to stderr; with stderr closed or failing there is nobody to tell, so say nothing."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc) or type(
+        exc).__name__
 
 
 def _reader_left() -> int:
@@ -106,7 +154,7 @@ def _clean(text: str) -> str:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"tokenflow: error: {_clean(message)}\n")
+    _err(f"tokenflow: error: {_clean(message)}\n")
 
 
 def _report_bug(exc: BaseException) -> int:
@@ -128,7 +176,7 @@ def _report_bug(exc: BaseException) -> int:
         where = f"traceback written to {path}"
     except OSError:
         where = "traceback could not be written; rerun with -v"
-    sys.stderr.write(
+    _err(
         f"tokenflow: internal error ({type(exc).__name__}); this is a bug, please report it; "
         f"{where}\n"
     )
@@ -390,7 +438,7 @@ def _run(argv: list[str]) -> int:
         argv, command = argv[:split], argv[split + 1:]
     unknown = _unknown_command(argv)
     if unknown is not None:
-        sys.stderr.write("usage: tokenflow [-h] [-c PATH] [-v] [--version] COMMAND ...\n")
+        _err("usage: tokenflow [-h] [-c PATH] [-v] [--version] COMMAND ...\n")
         _error(unknown)
         return EXIT_USAGE
     parser = _parser()
@@ -481,7 +529,7 @@ def cmd_token(ns: argparse.Namespace) -> int:
     with _watching(config, session, "token endpoint"):
         token = session.force_refresh() if ns.force_refresh else session.token()
     write_index(config, _sources(ns))
-    sys.stdout.write(render(ns.format, token.access_token, token.token_type, token.expires_at,
+    _out(render(ns.format, token.access_token, token.token_type, token.expires_at,
                             token.scope, time.time()))
     return EXIT_OK
 
@@ -500,22 +548,22 @@ def cmd_validate(ns: argparse.Namespace) -> int:
     except ConfigError as exc:
         if ns.format == "json":
             files = locations.config_files(locations.config_sources(paths))
-            sys.stdout.write(json.dumps({
+            _out(json.dumps({
                 "ok": False, "files": files, "profiles": [],
                 "errors": [{"file": i.file, "line": i.line, "column": i.column,
                             "path": i.path, "message": scrub(i.message)} for i in exc.issues],
             }) + "\n")
             return EXIT_USAGE
         for issue in exc.issues:  # scrubbed: a schema message may quote a misplaced secret
-            sys.stdout.write(f"{scrub(str(issue))}\n")
-        sys.stderr.write(f"tokenflow: {len(exc.issues)} error(s)\n")
+            _out(f"{scrub(str(issue))}\n")
+        _err(f"tokenflow: {len(exc.issues)} error(s)\n")
         return EXIT_USAGE
     if ns.format == "json":
-        sys.stdout.write(json.dumps({"ok": True, "files": [str(f) for f in config.files],
+        _out(json.dumps({"ok": True, "files": [str(f) for f in config.files],
                                      "profiles": sorted(config.profiles), "errors": []}) + "\n")
         return EXIT_OK
     names = ", ".join(sorted(config.profiles)) or "none"
-    sys.stdout.write(f"ok: {len(config.files)} file(s), {len(config.profiles)} profile(s): {names}\n")
+    _out(f"ok: {len(config.files)} file(s), {len(config.profiles)} profile(s): {names}\n")
     return EXIT_OK
 
 
@@ -525,10 +573,10 @@ def cmd_profiles(ns: argparse.Namespace) -> int:
     config = _load(ns)
     default = os.environ.get("TOKENFLOW_PROFILE") or None
     if ns.names:
-        sys.stdout.write("".join(f"{name}\n" for name in sorted(config.profiles)))
+        _out("".join(f"{name}\n" for name in sorted(config.profiles)))
         return EXIT_OK
     if ns.format == "json":
-        sys.stdout.write(json.dumps({"default": default, "profiles": [
+        _out(json.dumps({"default": default, "profiles": [
             {"name": name, "server": p.server.name, "grant": p.grant, "store": p.store.name,
              "description": p.description, "default": name == default}
             for name, p in sorted(config.profiles.items())
@@ -573,7 +621,7 @@ def cmd_status(ns: argparse.Namespace) -> int:
         })
     failed = any(r["error"] for r in records)
     if ns.format == "json":
-        sys.stdout.write(json.dumps({"profiles": records}) + "\n")
+        _out(json.dumps({"profiles": records}) + "\n")
         return EXIT_REFUSED if failed else EXIT_OK
     rows = [("PROFILE", "STATE", "EXPIRES", "IN", "REFRESH", "TOKEN", "STORE")]
     for r in records:
@@ -593,7 +641,7 @@ def cmd_logout(ns: argparse.Namespace) -> int:
     with _watching(config, session, "revocation endpoint"):
         had = session.logout(revoke=ns.revoke)
     what = "revoked and removed" if had and ns.revoke else "removed" if had else "nothing cached"
-    sys.stderr.write(f"tokenflow: {session.profile.name}: {what}\n")
+    _err(f"tokenflow: {session.profile.name}: {what}\n")
     return EXIT_OK
 
 
@@ -627,7 +675,7 @@ def cmd_schema(ns: argparse.Namespace) -> int:
     from tokenflow.config.loader import full_schema
     from tokenflow.plugins.host import build_plugin_host
 
-    sys.stdout.write(json.dumps(full_schema(build_plugin_host()), indent=2) + "\n")
+    _out(json.dumps(full_schema(build_plugin_host()), indent=2) + "\n")
     return EXIT_OK
 
 
@@ -642,7 +690,7 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
                     "blocked": False, "registers": list(info.registers)} for info in host.plugins()]
         records += [{"name": name, "origin": "blocked by $TOKENFLOW_DISABLE_PLUGINS",
                      "required": False, "blocked": True, "registers": []} for name in host.blocked()]
-        sys.stdout.write(json.dumps({"plugins": records}) + "\n")
+        _out(json.dumps({"plugins": records}) + "\n")
         return EXIT_OK
     rows = [("PLUGIN", "FROM", "REGISTERS")]
     for info in host.plugins():
@@ -663,7 +711,7 @@ def cmd_demo(ns: argparse.Namespace) -> int:
 def cmd_completion(ns: argparse.Namespace) -> int:
     from tokenflow.cli.completion import script
 
-    sys.stdout.write(script(_parser(), ns.shell))
+    _out(script(_parser(), ns.shell))
     return EXIT_OK
 
 
@@ -693,4 +741,4 @@ def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        sys.stdout.write(line.rstrip() + "\n")
+        _out(line.rstrip() + "\n")
