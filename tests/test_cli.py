@@ -765,6 +765,13 @@ def test_a_thousand_profiles_are_never_listed_whole(
     assert "did you mean 'team0500'" in run_cli("token", "team0500x", "-c", str(path)).stderr
 
 
+def test_an_unknown_tokenflow_profile_says_where_the_name_came_from(config: Path) -> None:
+    result = run_cli("token", "-c", str(config), env={"TOKENFLOW_PROFILE": "prdo"})
+    assert result.returncode == 2
+    assert one_line(result.stderr) == ("tokenflow: error: unknown profile 'prdo' (from "
+                                       "$TOKENFLOW_PROFILE); did you mean 'prod'? (profiles: prod)")
+
+
 def test_unknown_command_suggests_the_closest(config: Path) -> None:
     result = run_cli("tokn", "prod")
     assert result.returncode == 2

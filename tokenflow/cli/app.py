@@ -500,13 +500,15 @@ def _session(config: Config, name: str | None) -> TokenSession:
     """``config.session(name)``, with "did you mean" and a capped list for an unknown name."""
     from tokenflow.errors import ConfigError, did_you_mean
 
+    origin = ""
     if not name:
         name = os.environ.get("TOKENFLOW_PROFILE") or None
+        origin = " (from $TOKENFLOW_PROFILE)"
     if name is None and len(config.profiles) != 1:
         raise ConfigError("no profile given and $TOKENFLOW_PROFILE is not set" + did_you_mean(
             "", config.profiles, noun="profiles", listing="tokenflow profiles"))
     if name is not None and name not in config.profiles and name not in config.abstract_profiles:
-        raise ConfigError(f"unknown profile {name!r}" + did_you_mean(
+        raise ConfigError(f"unknown profile {name!r}{origin}" + did_you_mean(
             name, config.profiles, noun="profiles", listing="tokenflow profiles"))
     return config.session(name)
 

@@ -43,8 +43,12 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script for *shell* (``bash``, ``zsh`` or ``fish``)."""
     if shell == "fish":
         return fish_script(parser)
-    import shtab
+    try:
+        import shtab
+    except ImportError:
+        from tokenflow.errors import TokenflowError
 
+        raise TokenflowError(f"{shell} completion needs the shtab package: pip install shtab") from None
     for action in _all_actions(parser):
         if action.dest.startswith("config") or action.dest == "paths":
             action.complete = _FILE  # type: ignore[attr-defined]
