@@ -260,8 +260,8 @@ def revocation_refused(profile: str, revoke_url: str, error: TokenRequestError) 
         what = f"{error.error}: {error.error_description}" if error.error_description else error.error
     else:
         what = repr(error.body_excerpt) if error.body_excerpt else "an empty body"
-    return (f"profile {profile!r}: revocation endpoint {url} answered HTTP {error.status}: {what}; "
-            "the local copy was removed")
+    return (f"profile {profile!r}: revocation refused: the revocation endpoint {url} answered "
+            f"HTTP {error.status}: {what}; the local copy was removed")
 
 
 def _coerce_expires_in(value: object) -> float | None:
