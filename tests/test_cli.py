@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import stat
@@ -901,7 +902,7 @@ def test_bash_completion_completes_commands_options_and_profile_names(
 
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
-def test_zsh_and_fish_completion_scripts(shell: str) -> None:
+def test_zsh_and_fish_completion_scripts(shell: str, server: EmbeddedServer, tmp_path: Path) -> None:
     result = run_cli("completion", shell)
     assert result.returncode == 0, result.stderr
     text = result.stdout
@@ -910,10 +911,33 @@ def test_zsh_and_fish_completion_scripts(shell: str) -> None:
                  "tokenflow profiles --names"):
         assert word in text, word
     if shell == "fish":
-        assert "complete -c tokenflow -n __fish_use_subcommand -a token" in text
         assert "(__tokenflow_profiles)" in text
     else:
         assert text.startswith("#compdef tokenflow")
+    binary = shutil.which(shell)
+    if binary is None:
+        return  # the shell is not installed here: the text checks above are all we can do
+    script = tmp_path / f"tokenflow.{shell}"
+    script.write_text(text)
+    check = subprocess.run([binary, "-n", str(script)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    if shell == "fish":
+        cwd = tmp_path / "work"
+        cwd.mkdir()
+        (cwd / "tokenflow.yaml").write_text(two_profiles(server))
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+        def complete(line: str) -> list[str]:
+            program = f"source {shlex.quote(str(script))}; complete -C {shlex.quote(line)}"
+            done = subprocess.run([binary, "--no-config", "-c", program], cwd=cwd, env=env,
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            return [row.split("\t")[0] for row in done.stdout.splitlines()]
+
+        assert complete("tokenflow tok") == ["token"]
+        assert complete("tokenflow -c tokenflow.yaml st") == ["status"]
+        assert complete("tokenflow logout ") == ["other", "prod"]
+        assert "--force-refresh" in complete("tokenflow token --f")
 
 
 def test_profiles_names_lists_one_name_per_line(server: EmbeddedServer, write_config: WriteConfig) -> None:

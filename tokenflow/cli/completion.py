@@ -115,8 +115,10 @@ def fish_script(parser: argparse.ArgumentParser) -> str:
         "end",
         f"complete -c {PROG} -f",
     ]
+    # "no command yet" (fish's __fish_use_subcommand would take the value of -c for a command)
+    before = _quote("not __fish_seen_subcommand_from " + " ".join(names))
     for name in names:
-        out.append(f"complete -c {PROG} -n __fish_use_subcommand -a {name}"
+        out.append(f"complete -c {PROG} -n {before} -a {name}"
                    f"{' -d ' + _quote(summaries[name]) if summaries.get(name) else ''}")
     for action in parser._actions:
         if not action.option_strings or action.help == argparse.SUPPRESS:
