@@ -721,6 +721,19 @@ def test_output_that_cannot_be_written_is_an_error_not_a_bug(
     assert line.startswith("tokenflow: error: ") and "standard output" in line
 
 
+def test_an_absurd_cached_expiry_is_shown_not_a_crash(config: Path, cache_dir: Path) -> None:
+    """A token cached with an expiry of 1e300 s (a huge default_lifetime, a doctored file) made
+    status exit 3 and the cached path print a raw traceback (issue 9, 13)."""
+    assert get_token(config).returncode == 0
+    (entry,) = token_files(cache_dir)
+    rewrite_expiry(entry, expires_in=1e300, lifetime=2e300)
+    for argv in (["token", "prod", "-f", "json"], ["token", "prod", "-f", "env"], ["status"],
+                 ["status", "--format", "json"]):
+        result = run_cli(*argv, "-c", str(config))
+        assert result.returncode == 0, (argv, result.stderr)
+        assert result.stderr == "" and "9999-12-31T23:59:59Z" in result.stdout
+
+
 def test_help_documents_every_exit_code() -> None:
     result = run_cli("--help")
     assert result.returncode == 0

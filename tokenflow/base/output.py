@@ -13,8 +13,15 @@ FORMATS = ("raw", "json", "header", "env", "exec-credential")
 
 
 def iso_utc(epoch: float) -> str:
-    """``2026-11-28T08:33:37Z``: ISO 8601 / RFC 3339 in UTC, whole seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    """``2026-11-28T08:33:37Z``: ISO 8601 / RFC 3339 in UTC, whole seconds.
+
+    A time the platform cannot represent (a cached expiry of 1e300 seconds) is shown as the
+    last (or first) representable second rather than failing the command.
+    """
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    except (OverflowError, OSError, ValueError):
+        return "9999-12-31T23:59:59Z" if epoch > 0 else "1970-01-01T00:00:00Z"
 
 
 def shell_quote(value: str) -> str:

@@ -47,7 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     from tokenflow.cli.fast.index import cached_token_output
 
-    text = cached_token_output(args)
+    try:
+        text = cached_token_output(args)
+    except Exception:  # the fast path is an optimisation: whatever it trips on, the full path
+        text = None  # reports properly (and it never fails where the full path succeeds)
     if text is not None:
         try:
             _out(text)
