@@ -996,8 +996,12 @@ def test_validate_keeps_checking_after_a_top_level_error(
 
 
 # -- feedback during slow work (issue 9, 18) -----------------------------------------------------
-def _stderr_on_a_terminal(argv: list[str], deadline: float = 90.0) -> tuple[int, str, bytes]:
-    """Run the CLI with stderr on a pseudo-terminal; (exit code, stdout, what the terminal got)."""
+def _stderr_on_a_terminal(
+    argv: list[str], deadline: float = 90.0, *, stdin_too: bool = False,
+    interrupt_after: bytes | None = None,
+) -> tuple[int, str, bytes]:
+    """Run the CLI with stderr (and with *stdin_too* stdin) on a pseudo-terminal; (exit code,
+    stdout, what the terminal got). *interrupt_after*: send SIGINT once that text appeared."""
     import fcntl
     import select
     import struct
@@ -1006,8 +1010,9 @@ def _stderr_on_a_terminal(argv: list[str], deadline: float = 90.0) -> tuple[int,
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))  # 200 columns
     env = {**os.environ, "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "tokenflow", *argv], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "tokenflow", *argv],
+                            stdin=slave if stdin_too else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
     received = b""
     end = time.monotonic() + deadline
@@ -1025,6 +1030,9 @@ def _stderr_on_a_terminal(argv: list[str], deadline: float = 90.0) -> tuple[int,
             if not chunk:
                 break
             received += chunk
+            if interrupt_after is not None and interrupt_after in received:
+                proc.send_signal(signal.SIGINT)
+                interrupt_after = None
         assert proc.stdout is not None
         out = proc.stdout.read().decode()
         code = proc.wait(timeout=30)
@@ -1076,3 +1084,12 @@ def error_response_503() -> object:
     from tokenflow.testing import ScriptedResponse
 
     return ScriptedResponse(503, {"Content-Type": "text/plain"}, b"busy")
+
+
+def test_ctrl_c_at_a_prompt_ends_its_line(server: EmbeddedServer, write_config: WriteConfig) -> None:
+    path = write_config(profile_yaml(server, extra_profile={"password": "{prompt: Password}"}))
+    code, _out, terminal = _stderr_on_a_terminal(
+        ["token", "prod", "-c", str(path)], stdin_too=True, interrupt_after=b"Password for prod: ")
+    assert code == 130
+    assert b"Password for prod: \r\ntokenflow: interrupted\r\n" in terminal, terminal
+    assert server.counts["token"] == 0

@@ -12,7 +12,7 @@ It is driven by the engine's events: the CLI registers :class:`_Observer` as an 
 the config's plugin host, and the ``retried`` events it receives fill in "retry n of m". Time
 spent inside a secret source (a ``prompt``, a ``command`` asking for a passphrase) is not
 waiting for the server: the line is paused and erased meanwhile, so it never writes over a
-prompt.
+prompt; and a prompt interrupted with Ctrl-C gets its line ended before the CLI says so.
 """
 
 from __future__ import annotations
@@ -158,7 +158,11 @@ def _write(text: str) -> None:
 def _pausing(resolver: Callable[..., Any], line: _Line) -> Callable[..., Any]:
     def resolve(options: Any, context: Any) -> Any:
         with line.paused():
-            return resolver(options, context)
+            try:
+                return resolver(options, context)
+            except KeyboardInterrupt:
+                _write("\n")  # Ctrl-C at a prompt: end its line before "tokenflow: interrupted"
+                raise
 
     return resolve
 
