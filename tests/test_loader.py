@@ -147,7 +147,8 @@ def test_extends_three_deep(write: Write) -> None:
     assert leaf.refresh_margin == 10 and leaf.description == "the root"
     assert leaf.username is not None and leaf.username.options.reveal() == "leaf-user"
     assert mid.username is not None and mid.username.options.reveal() == "root-user"
-    assert leaf.password is not None and leaf.password.options.reveal() == "root-pw"
+    leaf_password = leaf.grant_options["password"]
+    assert leaf_password is not None and leaf_password.options.reveal() == "root-pw"
     # a key is replaced whole, never merged: store and params come from one definition each
     assert leaf.store.name == "memory" and dict(leaf.store.options) == {}
     assert mid.store.name == "file" and dict(mid.store.options) == {"lock_timeout": 5}
@@ -263,9 +264,10 @@ def test_variable_expansion_in_source_options(write: Write, monkeypatch: pytest.
     config = load_config(path)
     p, q = config.profiles["p"], config.profiles["q"]
     assert p.username is not None and (p.username.kind, p.username.options) == ("env", "TS_USER")
-    assert p.password is not None and (p.password.kind, p.password.options) == ("file", "secrets/pw.txt")
+    p_password = p.grant_options["password"]
+    assert (p_password.kind, p_password.options) == ("file", "secrets/pw.txt")
     assert q.username is not None and q.username.options == {"service": "corp", "username": "alice"}
-    assert q.password is not None and q.password.options == ["echo", "secrets"]
+    assert q.grant_options["password"].options == ["echo", "secrets"]
 
 
 def test_unset_variable_is_an_error_at_its_place(write: Write) -> None:
@@ -313,11 +315,11 @@ def test_secret_sources_env_file_and_literal_reach_the_server(
     profile = load_config(path).profiles["prod"]
     assert profile.client.client_secret is not None and profile.client.client_secret.kind == "env"
     assert profile.username is not None and profile.username.kind == "literal"
-    assert profile.password is not None and profile.password.base_dir == cfg
+    assert profile.grant_options["password"] is not None and profile.grant_options["password"].base_dir == cfg
     token = load_config(path).session("prod").token()
     assert server.is_valid_access_token(token.access_token)
     assert server.counts["password"] == 1
-    assert "wonderland" not in repr(profile) and "wonderland" not in repr(profile.password)
+    assert "wonderland" not in repr(profile) and "wonderland" not in repr(profile.grant_options["password"])
 
 
 def test_file_source_is_relative_to_the_file_that_defines_it(
@@ -337,7 +339,7 @@ def test_file_source_is_relative_to_the_file_that_defines_it(
     monkeypatch.chdir(child_dir)
     config = load_config(base / "base.yaml", child_dir / "child.yaml")
     child = config.profiles["child"]
-    assert child.password is not None and child.password.base_dir == base
+    assert child.grant_options["password"] is not None and child.grant_options["password"].base_dir == base
     assert server.is_valid_access_token(config.session("child").token().access_token)
 
 
@@ -582,12 +584,12 @@ def test_unknown_plugin_parts_list_the_registered_names(write: Write, extra_host
     assert [(i.line, i.column, i.message) for i in found] == [
         (5, 14, "unknown dialect 'nope'; known: custom, rfc6749, teamserver"),
         (9, 21, "unknown secret source 'nope'; known: command, env, file, keyring, prompt, vault"),
-        (15, 12, "unknown store 'nope'; known: file, keyring, memory, shared"),
+        (15, 12, "unknown store 'nope'; known: file, keyring, memory, redis, shared"),
     ]
     # the same file against the built-ins alone lists only those
     found = issues_of(path)
     assert found[0].message == "unknown dialect 'nope'; known: rfc6749, teamserver"
-    assert found[2].message == "unknown store 'nope'; known: file, keyring, memory"
+    assert found[2].message == "unknown store 'nope'; known: file, keyring, memory, redis"
 
 
 def test_plugin_parts_are_accepted_and_their_options_validated(
@@ -646,14 +648,14 @@ def test_unknown_references_and_grant(write: Write) -> None:
     assert [(i.line, i.column, i.message) for i in issues_of(path)] == [
         (9, 15, "unknown server 'x'; known: s"),
         (9, 26, "unknown client 'y'; known: c"),
-        (9, 36, "unknown grant 'implicit'; known: password, client_credentials"),
+        (9, 36, "unknown grant 'implicit'; known: client_credentials, password"),
     ]
 
 
 def test_client_credentials_needs_no_user_and_public_clients_no_secret(write: Write) -> None:
     profile = load_config(write(HEAD + "  p: {server: s, client: c, grant: client_credentials}\n")
                           ).profiles["p"]
-    assert profile.username is None and profile.password is None
+    assert profile.username is None and profile.grant_options == {}
     assert profile.client.client_secret is None
     assert (profile.refresh_margin, profile.default_lifetime) == (60, 3600)
     assert (profile.server.timeout, profile.server.retries, profile.server.verify) == (10, 2, True)
@@ -824,7 +826,7 @@ def test_config_from_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
                            "params": {"audience": "${TF_AUD}"}}},
     }
     config = config_from_mapping(data, source="app.yaml", base_dir=tmp_path, cache_dir=tmp_path / "c")
-    assert isinstance(config, Config)
+    assert isinstance(config.config, Config)
     profile = config.profiles["p"]
     assert dict(profile.params) == {"audience": "api"}
     assert profile.client.client_secret is not None
@@ -835,7 +837,7 @@ def test_config_from_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError) as info:
         config_from_mapping(data, source="app.yaml")
     assert sorted(str(i) for i in info.value.issues) == [  # no file, so no line numbers
-        "app.yaml: $.profiles.p.grant: unknown grant 'magic'; known: password, client_credentials",
+        "app.yaml: $.profiles.p.grant: unknown grant 'magic'; known: client_credentials, password",
         "app.yaml: $.servers.s.timeout: 'soon' is not of type 'number'"]
 
 

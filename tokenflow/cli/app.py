@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import Any
 
+    from tokenflow.api import Tokenflow
     from tokenflow.cli.fast.grammar import Option
-    from tokenflow.config.model import Config
     from tokenflow.engine.session import TokenSession
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_NETWORK, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -481,9 +481,9 @@ def _setup_logging(verbosity: int) -> None:
     install_log_filters()
 
 
-def _load(ns: argparse.Namespace, *, watch: bool = False) -> Config:
+def _load(ns: argparse.Namespace, *, watch: bool = False) -> Tokenflow:
     """The config of ``-c``/discovery; with *watch*, with the progress line's observer."""
-    from tokenflow.config.loader import load_config
+    from tokenflow.api import load_config
 
     plugins = None
     if watch:
@@ -499,7 +499,7 @@ def _sources(ns: argparse.Namespace) -> list[str]:
     return locations.config_sources(ns.config or [])
 
 
-def _session(config: Config, name: str | None) -> TokenSession:
+def _session(config: Tokenflow, name: str | None) -> TokenSession:
     """``config.session(name)``, with "did you mean" and a capped list for an unknown name."""
     from tokenflow.errors import ConfigError, did_you_mean
 
@@ -516,7 +516,7 @@ def _session(config: Config, name: str | None) -> TokenSession:
     return config.session(name)
 
 
-def _watching(config: Config, session: TokenSession, what: str) -> AbstractContextManager[None]:
+def _watching(config: Tokenflow, session: TokenSession, what: str) -> AbstractContextManager[None]:
     from tokenflow.cli import progress
 
     return progress.watch(config.plugins, session.profile, what)
@@ -527,13 +527,13 @@ def cmd_token(ns: argparse.Namespace) -> int:
     import time
 
     from tokenflow.base.output import render
-    from tokenflow.cli.fast.index import write_index
+    from tokenflow.cli.index_writer import write_index
 
     config = _load(ns, watch=True)
     session = _session(config, ns.profile)
     with _watching(config, session, "token endpoint"):
         token = session.force_refresh() if ns.force_refresh else session.token()
-    write_index(config, _sources(ns))
+    write_index(config, _sources(ns), served=session.profile.name)
     _out(render(ns.format, token.access_token, token.token_type, token.expires_at,
                             token.scope, time.time()))
     return EXIT_OK
@@ -542,8 +542,8 @@ def cmd_token(ns: argparse.Namespace) -> int:
 def cmd_validate(ns: argparse.Namespace) -> int:
     import json
 
+    from tokenflow.api import load_config
     from tokenflow.base import locations
-    from tokenflow.config.loader import load_config
     from tokenflow.errors import ConfigError
     from tokenflow.redact import scrub
 

@@ -22,20 +22,31 @@ threads and processes asking at the moment of expiry cause one token request.
 
 The clock is injectable (``clock=``) and is the wall clock by default: a monotonic clock stops
 while a laptop sleeps, and tokens keep expiring meanwhile.
+
+When a resource server refuses a token the cache still calls fresh (another process refreshed
+and the server dropped the old token), :meth:`TokenSession.invalidate` forgets it, but only if
+it is still the token the caller used: a burst of 401s from many threads or processes then
+causes one refresh, not one per request. The async API (``atoken``, ``aheaders``,
+``ainvalidate``) answers from memory inline and runs anything slower (store I/O, locks, HTTP)
+in a worker thread, so an event loop is never blocked; the single flight is the same one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenflow.config.model import Profile, SecretSpec
+from tokenflow.engine.aio import AsyncFlight
+from tokenflow.engine.identity import cache_key, user_identity
+from tokenflow.engine.placement import QUERY, place
 from tokenflow.errors import (
     ConfigError,
     CredentialError,
@@ -46,25 +57,30 @@ from tokenflow.errors import (
 )
 from tokenflow.events import EventKind, TokenEvent
 from tokenflow.keyedlocks import KeyedLocks
-from tokenflow.plugins.contracts import PluginContext, TokenStore
+from tokenflow.plugins.contracts import HttpRequest, HttpResponse, PluginContext, TokenStore
 from tokenflow.plugins.host import PluginHost
-from tokenflow.redact import Secret
+from tokenflow.redact import Secret, get_logger, install_log_filters
 from tokenflow.tokens import Token, next_step, parse_token_response
+
+if TYPE_CHECKING:
+    from tokenflow.engine.pools import TransportPool
 
 __all__ = [
     "REFUSED_REFRESH_ERRORS",
+    "LoginPrompt",
     "State",
     "StatusReport",
     "TokenSession",
-    "cache_key",
     "classify",
-    "username_identity",
 ]
 
 REFUSED_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token"})
 STALE_RETRY_INTERVAL = 5.0  # seconds between refresh attempts while serving a stale token
 
 Clock = Callable[[], float]
+EventCallback = Callable[[TokenEvent], None]
+
+log = get_logger("tokenflow.session")
 
 
 class State(enum.Enum):
@@ -85,53 +101,6 @@ def classify(token: Token | None, now: float, margin: float) -> State:
     if now >= token.refresh_at(margin):
         return State.EXPIRING
     return State.FRESH
-
-
-# -- cache keys ---------------------------------------------------------------------------------
-def username_identity(
-    profile: Profile, plugins: PluginHost, resolve: Callable[[SecretSpec], str]
-) -> Any:
-    """The user's part of the cache key.
-
-    A literal, or the value of a cheap source (``env``, ``file``: ``cache_key_safe``), enters by
-    value, so two profiles naming one user share a token. For other sources (command, keyring,
-    prompt) the source spec stands in, so computing the key never runs a command or prompts.
-    """
-    spec = profile.username
-    if spec is None:
-        return None
-    # "=" tags a value whatever its source (no source can be called "="), so a literal "alice"
-    # and {env: USER} holding "alice" are one identity, as DESIGN.md section 7 says
-    if spec.kind == "literal":
-        return ["=", spec.options.reveal()]
-    source = plugins.sources.get(spec.kind)
-    if source is not None and source.cache_key_safe:
-        return ["=", resolve(spec)]
-    return [spec.kind, spec.options]
-
-
-def cache_key(profile: Profile, username: Any) -> str:
-    """What identifies a token: URL, client, grant, scope, extra params and the user.
-
-    Never the profile name (two profiles for one identity share a token) and never the
-    password. *username* is the user's identity from :func:`username_identity`.
-    """
-    import hashlib
-    import json
-
-    material = json.dumps(
-        [
-            profile.server.token_url,
-            profile.client.client_id,
-            profile.grant,
-            profile.scope,
-            sorted(profile.params.items()),
-            username,
-        ],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 # shared by every session of this process, so two sessions of one identity refresh once
@@ -163,19 +132,35 @@ class TokenSession:
         plugins: PluginHost,
         cache_dir: Path,
         clock: Clock = time.time,
+        sleep: Callable[[float], None] = time.sleep,
         store: TokenStore | None = None,
         interactive: bool | None = None,
+        login: Callable[[LoginPrompt], None] | None = None,
+        on_event: EventCallback | None = None,
+        transports: TransportPool | None = None,
     ) -> None:
+        """*on_event* receives every :class:`~tokenflow.events.TokenEvent` the plugin observers
+        get (one that raises is logged and ignored). *transports* shares connection pools with
+        the other sessions of its owner; without it the session opens its own."""
         self.profile = profile
+        self._on_event = on_event
+        self._transports = transports
+        self._async_flight: AsyncFlight[Token] = AsyncFlight()
+        self._async_invalidations: AsyncFlight[bool] = AsyncFlight()
+        self._url_logs_scrubbed = False
         self._plugins = plugins
         self._clock = clock
+        self._sleep = sleep
         if interactive is None:
             interactive = bool(sys.stdin and sys.stdin.isatty())
         self._cache_dir = cache_dir
         self._interactive = interactive
+        self._login = login
         self._secrets: dict[str, str] = {}
         self._dialect = plugins.dialect(profile.server.dialect)
-        identity = username_identity(profile, plugins, lambda spec: self._secret("username", spec))
+        self._grant_entry = plugins.grant(profile.grant)
+        identity = user_identity(profile, self._grant_entry.grant.identity_options,
+                                 plugins.sources, self._secret)
         self.cache_key = cache_key(profile, identity)
         self._lock = _key_lock(self.cache_key)
         if store is None:
@@ -197,8 +182,94 @@ class TokenSession:
         return self._obtain(force=False)
 
     def headers(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer <token>"}`` for the current token."""
+        """``{"Authorization": "Bearer <token>"}`` for the current token.
+
+        This is the header placement whatever the profile says; :meth:`apply` honours the
+        profile's ``token_placement``.
+        """
         return {"Authorization": f"Bearer {self.token().access_token}"}
+
+    @property
+    def token_placement(self) -> str:
+        """``"header"`` or ``"query"``: where requests to the resource server carry the token."""
+        return self.profile.token_placement
+
+    def apply(
+        self, url: str, headers: Mapping[str, str] | None = None, token: Token | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """``(url, headers)`` carrying *token* (default: the current one) where the profile's
+        ``token_placement`` says: the ``Authorization`` header or the ``access_token`` query
+        parameter. Keep the token you used, to hand it to :meth:`invalidate` after a 401."""
+        token = self.token() if token is None else token
+        placement = self.profile.token_placement
+        if placement == QUERY and not self._url_logs_scrubbed:
+            # the token is now part of a URL, which HTTP libraries log at DEBUG
+            install_log_filters("httpx", "httpcore")
+            self._url_logs_scrubbed = True
+        return place(url, headers, token.access_token, placement)
+
+    def invalidate(self, token: Token | str) -> bool:
+        """Forget *token* (a Token or its access token) because a resource server refused it.
+
+        Only if it is still the cached token, in memory and in the store (compared and replaced
+        under this process's lock and the store's lock): when many callers report the same
+        refused token, the first forgets it and the next :meth:`token` refreshes once; the
+        others find the new token already there. The stored copy is kept with its refresh
+        token but marked expired, so the refresh grant (not a new sign-in) replaces it.
+        Returns whether anything was forgotten.
+        """
+        access = token if isinstance(token, str) else token.access_token
+        if self._holds_newer_than(access):
+            return False
+        started = time.perf_counter()
+        forgotten: Token | None = None
+        with self._lock:
+            fresh = self._fresh_token
+            if fresh is not None and fresh.access_token == access and self._fresh_until > -math.inf:
+                self._fresh_until = -math.inf
+                forgotten = fresh
+            with self.store.lock(self.cache_key):
+                stored = self.store.load(self.cache_key)
+                now = self._clock()
+                if stored is not None and stored.access_token == access and stored.expires_at > now:
+                    self.store.save(self.cache_key, dataclasses.replace(stored, expires_at=now))
+                    forgotten = stored
+        if forgotten is not None:
+            self._emit(EventKind.INVALIDATED, forgotten, started)
+        return forgotten is not None
+
+    def _holds_newer_than(self, access: str) -> bool:
+        """Whether memory holds a fresh token other than *access*: then the store does too
+        (memory only takes tokens read from or saved to the store), and a 401 for *access*
+        is late news that needs no lock."""
+        fresh = self._fresh_token
+        return (fresh is not None and self._clock() < self._fresh_until
+                and fresh.access_token != access)
+
+    # -- the async API -------------------------------------------------------------------------
+    async def atoken(self) -> Token:
+        """:meth:`token` for async code: from memory inline, else in a worker thread.
+
+        Any number of tasks (and threads) asking at expiry cause one request, as with
+        :meth:`token`; the tasks of one event loop share one worker thread. Works under
+        asyncio, and under trio with anyio installed.
+        """
+        if self._clock() < self._fresh_until:
+            return self._fresh_token  # type: ignore[return-value]  # set before the deadline
+        return await self._async_flight.run(lambda: self._obtain(force=False))
+
+    async def aheaders(self) -> dict[str, str]:
+        """:meth:`headers` for async code."""
+        return {"Authorization": f"Bearer {(await self.atoken()).access_token}"}
+
+    async def ainvalidate(self, token: Token | str) -> bool:
+        """:meth:`invalidate` for async code: late news is answered inline; otherwise locks and
+        the store are used in a worker thread, one for all the tasks of a loop reporting the
+        same token."""
+        access = token if isinstance(token, str) else token.access_token
+        if self._holds_newer_than(access):
+            return False
+        return await self._async_invalidations.run(lambda: self.invalidate(access), key=access)
 
     def force_refresh(self) -> Token:
         """Get a new token now (refresh if possible, else grant), whatever the cached one's state."""
@@ -282,13 +353,22 @@ class TokenSession:
 
     # -- requests ------------------------------------------------------------------------------
     def _grant(self, reason: TokenRequestError | None) -> Token:
+        """Run the profile's grant plugin (the first token, or after a refused refresh)."""
         profile = self.profile
-        params: dict[str, str] = {"grant_type": profile.grant}
+        grant = self._grant_entry.grant
+        context = _SessionGrantContext(self)
+        if grant.interactive and not context.interactive:
+            why = (f"the refresh token was refused ({reason.error}) and " if reason is not None
+                   else "no token is cached and ")
+            raise ReauthenticationRequired(
+                f"profile {profile.name!r}: {why}its {profile.grant} grant needs a person to sign "
+                f"in: run `tokenflow login {profile.name}`",
+                error=reason.error if reason else None,
+                error_description=reason.error_description if reason else None,
+                status=reason.status if reason else None,
+            )
         try:
-            if profile.grant == "password":
-                assert profile.username is not None and profile.password is not None
-                params["username"] = self._secret("username", profile.username)
-                params["password"] = self._secret("password", profile.password)
+            return grant.obtain(context)
         except CredentialError as exc:
             if reason is not None:
                 raise ReauthenticationRequired(
@@ -298,11 +378,15 @@ class TokenSession:
                     status=reason.status,
                 ) from None
             raise
-        if profile.scope:
-            params["scope"] = profile.scope
-        for name, value in profile.params.items():
-            params.setdefault(name, value)
-        return self._request(params, previous_refresh_token=None)
+
+    def _grant_params(self, params: Mapping[str, str]) -> dict[str, str]:
+        """A grant's parameters with the profile's ``scope`` and extra ``params`` added."""
+        full = dict(params)
+        if self.profile.scope:
+            full.setdefault("scope", self.profile.scope)
+        for name, value in self.profile.params.items():
+            full.setdefault(name, value)
+        return full
 
     def _refresh(self, token: Token) -> Token:
         assert token.refresh_token is not None
@@ -347,6 +431,9 @@ class TokenSession:
 
     def _get_transport(self) -> Any:
         if self._transport is None:
+            if self._transports is not None:
+                self._transport = self._transports.get(self.profile.server)
+                return self._transport
             from tokenflow.transport import Transport  # urllib3 is loaded only when a request is needed
 
             self._transport = Transport(self.profile.server)
@@ -355,6 +442,19 @@ class TokenSession:
     # -- secrets -------------------------------------------------------------------------------
     def _context(self, base_dir: Path) -> PluginContext:
         return PluginContext(self.profile.name, base_dir, self._cache_dir, self._interactive)
+
+    def login(self) -> Token:
+        """Run the profile's grant now, whatever is cached, and store the result (``tokenflow
+        login``): for an interactive grant, this is when the person signs in."""
+        started = time.perf_counter()
+        try:
+            with self._lock, self.store.lock(self.cache_key):
+                token = self._grant(reason=None)
+                self._save(token, EventKind.FETCHED, started)
+                return self._remember(token)
+        except TokenflowError as exc:
+            self._emit(EventKind.FAILED, None, started, error=_error_code(exc))
+            raise
 
     def _secret(self, name: str, spec: SecretSpec) -> str:
         """Resolve a secret once per session (a command or prompt runs once, not per refresh)."""
@@ -432,9 +532,10 @@ class TokenSession:
 
     def close(self) -> None:
         """Close the connection pool (the session stays usable: the next request opens a new
-        one, reading the proxy variables afresh)."""
+        one, reading the proxy variables afresh). A pool shared through ``transports=`` is
+        left to its owner, which closes it when it closes all its sessions."""
         transport, self._transport = self._transport, None
-        if transport is not None:
+        if transport is not None and self._transports is None:
             transport.close()
 
     # -- events --------------------------------------------------------------------------------
@@ -447,9 +548,10 @@ class TokenSession:
         error: str | None = None,
         detail: str = "",
     ) -> None:
-        if not self._plugins.has_observers:
+        observers = self._plugins.has_observers
+        if not observers and self._on_event is None:
             return
-        self._plugins.emit(TokenEvent(
+        event = TokenEvent(
             kind=kind,
             profile=self.profile.name,
             cache_key=self.cache_key,
@@ -457,10 +559,89 @@ class TokenSession:
             duration=time.perf_counter() - started,
             error=error,
             detail=detail,
-        ))
+        )
+        if observers:
+            self._plugins.emit(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception as exc:  # a broken callback must not break token handling
+                log.warning("on_event callback of profile %r raised %s: %s (ignored)",
+                            self.profile.name, type(exc).__name__, exc)
 
     def __repr__(self) -> str:
         return f"TokenSession(profile={self.profile.name!r}, cache_key={self.cache_key!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPrompt:
+    """What a person must do to sign in, handed to a session's ``login`` callback.
+
+    :param profile: the profile signing in.
+    :param message: one line for the person ("Open this URL to sign in", ...).
+    :param url: the URL to open (authorization or verification URI), if any.
+    :param user_code: the code to enter at *url* (device grant), if any.
+    """
+
+    profile: str
+    message: str
+    url: str | None = None
+    user_code: str | None = None
+
+
+class _SessionGrantContext:
+    """The :class:`~tokenflow.plugins.contracts.GrantContext` a session hands its grant."""
+
+    def __init__(self, session: TokenSession) -> None:
+        self._session = session
+        profile = session.profile
+        self.profile = profile.name
+        self.options = profile.grant_options
+        self.interactive = session._interactive or session._login is not None
+        self.client_id = profile.client.client_id
+        self.issuer: str | None = None
+
+    def secret(self, key: str) -> str | None:
+        spec = self.options.get(key)
+        if spec is None:
+            return None
+        if not isinstance(spec, SecretSpec):
+            raise ConfigError(f"profile {self.profile!r}: {key} is not a secret option")
+        return self._session._secret(key, spec)
+
+    def endpoint(self, name: str) -> str | None:
+        server = self._session.profile.server
+        return {"token": server.token_url, "revocation": server.revoke_url}.get(name)
+
+    def request_token(self, params: Mapping[str, str]) -> Token:
+        return self._session._request(self._session._grant_params(params),
+                                      previous_refresh_token=None)
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self._session._get_transport().send(
+            request, on_retry=self._session._on_retry)
+        return response
+
+    def clock(self) -> float:
+        return self._session._clock()
+
+    def sleep(self, seconds: float) -> None:
+        self._session._sleep(seconds)
+
+    def notify(self, message: str, *, url: str | None = None, user_code: str | None = None) -> None:
+        session = self._session
+        # the event names the page without its query string: an authorization URL carries the
+        # state, which must stay out of logs (the person sees the whole URL below)
+        page = url.split("?", 1)[0] if url else None
+        session._emit(EventKind.LOGIN_REQUIRED, None, time.perf_counter(),
+                      detail=" ".join(part for part in (page, user_code) if part))
+        prompt = LoginPrompt(self.profile, message, url, user_code)
+        if session._login is not None:
+            session._login(prompt)
+            return
+        lines = [message, *(part for part in (url, user_code and f"code: {user_code}") if part)]
+        sys.stderr.write("".join(f"tokenflow: {line}\n" for line in lines))
+        sys.stderr.flush()
 
 
 def _error_code(exc: BaseException) -> str:

@@ -1,0 +1,183 @@
+"""Compile a loaded configuration into the index the CLI's fast path reads.
+
+The full path runs this after it has loaded and validated the config. For each profile whose
+store can serve the fast path (the optional :class:`~tokenflow.plugins.contracts.FastPathStore`
+capability) it records the token file and the refresh margin, together with everything the
+answer depends on: the config files, the environment variables and files that the cache key's
+values come from (as the secret sources themselves declare through ``watch``), the installed
+plugins and tokenflow's version. No plugin is named here: stores and sources say what they can
+do, and a profile whose parts cannot vouch for themselves stays on the full path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenflow.api import Tokenflow
+from tokenflow.base import cachefile, locations
+from tokenflow.base.files import ensure_private_dir, write_atomic
+from tokenflow.base.trust import keyed_digest, load_key, read_private
+from tokenflow.cli.fast import index as fast
+from tokenflow.config.model import Profile, SecretSpec
+from tokenflow.engine.identity import cache_key, user_identity
+from tokenflow.errors import TokenflowError
+from tokenflow.plugins.contracts import FastPathStore, PluginContext, TokenStore
+from tokenflow.plugins.host import BUILTIN_PLUGINS, PluginHost
+from tokenflow.redact import get_logger
+
+__all__ = ["write_index"]
+
+log = get_logger("tokenflow.cli.index")
+
+
+def write_index(flow: Tokenflow, sources: Sequence[str], served: str | None = None) -> None:
+    """Compile *flow*'s config into the fast path's index. Never raises: it is an optimisation.
+
+    The head is rewritten when what it records changed; profile entries are all rewritten when
+    the generation changed (the config, the variables it reads, the plugins), else only the
+    entry of *served* (the profile this run used), so a steady state writes nothing.
+    """
+    try:
+        _write_index(flow, sources, served)
+    except Exception as exc:  # a read-only cache or an odd profile must not fail the command
+        log.debug("index not written: %s", type(exc).__name__)
+
+
+def _recorded(paths: Sequence[str]) -> dict[str, Any]:
+    return {path: [fast.file_stamp(path), fast.file_digest(path)] for path in paths}
+
+
+class _Compiler:
+    """The entries of one index: for each profile, its token file and what its key depends on."""
+
+    def __init__(self, flow: Tokenflow, key: bytes) -> None:
+        self.flow = flow
+        self.key = key
+        self.host: PluginHost = flow.plugins
+        self._stores: dict[str, TokenStore] = {}
+
+    def context(self, profile: Profile, base_dir: Path) -> PluginContext:
+        return PluginContext(profile.name, base_dir, self.flow.config.cache_dir)
+
+    def watched(self, profile: Profile, keys: Sequence[str]) -> tuple[set[str], set[str]] | None:
+        """The variables and files the cache key's values come from; None if a source cannot say."""
+        env: set[str] = set()
+        files: set[str] = set()
+        for key in keys:
+            spec = profile.grant_options.get(key)
+            if not isinstance(spec, SecretSpec) or spec.kind == "literal":
+                continue
+            source = self.host.sources.get(spec.kind)
+            if source is None or not source.cache_key_safe:
+                continue  # keyed by the source spec, which the config files already cover
+            if source.watch is None:
+                return None  # keyed by a value nobody can re-check without the plugin
+            watched = source.watch(spec.options, self.context(profile, spec.base_dir))
+            env.update(watched.env)
+            files.update(watched.files)
+        return env, files
+
+    def store(self, profile: Profile) -> TokenStore:
+        """The profile's store, built once per distinct store spec (factories may be costly)."""
+        spec = profile.store
+        marker = json.dumps([spec.name, spec.options, str(spec.base_dir)], sort_keys=True,
+                            default=str)
+        store = self._stores.get(marker)
+        if store is None:
+            factory = self.host.store(spec.name).factory
+            store = factory(spec.options, self.context(profile, spec.base_dir))
+            self._stores[marker] = store
+        return store
+
+    def entry(self, profile: Profile, generation: str) -> dict[str, Any] | None:
+        grant = self.host.grant(profile.grant).grant
+        watched = None if grant.interactive else self.watched(profile, list(grant.identity_options))
+        if watched is None:
+            return None
+        try:
+            identity = user_identity(
+                profile, grant.identity_options, self.host.sources,
+                lambda _key, spec: self.host.source(spec.kind).resolver(
+                    spec.options, self.context(profile, spec.base_dir)),
+            )
+            store = self.store(profile)
+        except TokenflowError:
+            return None  # an unset variable: the full path says so when this profile is used
+        if not isinstance(store, FastPathStore):
+            return None
+        token_path = store.fast_path_file(cache_key(profile, identity))
+        if not token_path:
+            return None
+        env, files = watched
+        return fast.sealed(self.key, {
+            "profile": profile.name,
+            "generation": generation,
+            "token_path": token_path,
+            "margin": profile.refresh_margin,
+            "env": {name: fast.env_digest(self.key, name) for name in sorted(env)},
+            "hashes": _recorded(sorted(files)),
+        })
+
+
+def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) -> None:
+    host = flow.plugins
+    # the CLI's own progress line (tokenflow.cli.progress) needs no cache hit
+    if any(p not in BUILTIN_PLUGINS and p != "tokenflow.cli.progress" for p in host.observer_plugins()):
+        return  # a third-party tokenflow_event must see every cache hit: no fast path
+    config = flow.config
+    cache = str(config.cache_dir)
+    ensure_private_dir(Path(cache) / "index")
+    key = load_key(fast.key_path(cache), create=True)
+    if key is None:
+        return
+    files = [os.path.abspath(f) for f in locations.config_files(sources)]
+    env_names = sorted(set(config.env_used) | set(fast.PLUGIN_ENV))
+    stable = {
+        "format": fast.INDEX_FORMAT,
+        "version": fast.version(),
+        "files": files,
+        "digests": {path: fast.file_digest(path) for path in files},
+        "env": {name: fast.env_digest(key, name) for name in env_names},
+        "search_path": fast.search_path(),
+        "plugin_dirs": fast.distribution_dirs(),
+        "only_profile": next(iter(config.profiles)) if len(config.profiles) == 1 else None,
+    }
+    generation = keyed_digest(key, cachefile.dumps_canonical(stable).encode())[:32]
+    directory = Path(fast.index_dir(cache, sources))
+    ensure_private_dir(directory)
+    head_file = directory / "head.json"
+    try:
+        old = fast.unseal(key, read_private(str(head_file), fast.MAX_INDEX_FILE))
+    except (OSError, ValueError):
+        old = None
+    hashes = _recorded(files)
+    renew = old is None or old.get("generation") != generation
+    if renew or old is None or old.get("hashes") != hashes:
+        head = {**{k: v for k, v in stable.items() if k != "digests"}, "hashes": hashes,
+                "generation": generation, "written_ns": time.time_ns()}
+        write_atomic(head_file, _dumps(fast.sealed(key, head)), durable=False)
+    compiler = _Compiler(flow, key)
+    names = list(config.profiles) if renew else [served] if served in config.profiles else []
+    for name in names:
+        assert name is not None
+        entry = compiler.entry(config.profiles[name], generation)
+        target = Path(fast.entry_path(str(directory), name))
+        if entry is None:
+            target.unlink(missing_ok=True)
+            continue
+        data = _dumps(entry)
+        try:
+            if target.read_bytes() == data:
+                continue
+        except OSError:
+            pass
+        write_atomic(target, data, durable=False)
+
+
+def _dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True).encode()
