@@ -912,6 +912,12 @@ def test_bash_completion_completes_commands_options_and_profile_names(
     assert sorted(_complete_in_bash(script, ["tokenflow", "logout", ""], cwd)) == ["other", "prod"]
     assert "--force-refresh" in _complete_in_bash(script, ["tokenflow", "token", "--f"], cwd)
     assert _complete_in_bash(script, ["tokenflow", "token", "-f", "ex"], cwd) == ["exec-credential"]
+    # the -c given so far decides which profiles are offered
+    other = tmp_path / "other.yaml"
+    other.write_text(profile_yaml(server, name="elsewhere"))
+    assert _complete_in_bash(script, ["tokenflow", "-c", str(other), "token", ""], cwd) == ["elsewhere"]
+    assert _complete_in_bash(script, ["tokenflow", "exec", "--config", str(other), ""], cwd) == [
+        "elsewhere"]
 
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
@@ -950,6 +956,8 @@ def test_zsh_and_fish_completion_scripts(shell: str, server: EmbeddedServer, tmp
         assert complete("tokenflow tok") == ["token"]
         assert complete("tokenflow -c tokenflow.yaml st") == ["status"]
         assert complete("tokenflow logout ") == ["other", "prod"]
+        (tmp_path / "other.yaml").write_text(profile_yaml(server, name="elsewhere"))
+        assert complete(f"tokenflow -c {tmp_path / 'other.yaml'} status ") == ["elsewhere"]
         assert "--force-refresh" in complete("tokenflow token --f")
 
 
