@@ -156,7 +156,8 @@ def test_validate_accepts_the_plugin_and_locates_bad_options(venv: Venv, write_c
 
     assert result.stdout.splitlines() == [
         f"{at('dotenv: {path: .env, kye')}: $.profiles.prod.password.dotenv: 'key' is a required property",
-        f"{at('kye')}: $.profiles.prod.password.dotenv.kye: unknown key 'kye'; allowed: key, path",
+        f"{at('kye')}: $.profiles.prod.password.dotenv.kye: unknown key 'kye'; did you mean 'key'? "
+        "(allowed: key, path)",
         f"{at('42')}: $.profiles.prod.store.sqlite.path: 42 is not of type 'string'",
         f"{at('0}')}: $.profiles.prod.store.sqlite.lock_timeout: "
         "0 is less than or equal to the minimum of 0",

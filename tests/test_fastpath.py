@@ -365,6 +365,41 @@ def test_verbose_and_force_refresh_take_the_full_path(
 
 
 # -- argument parsing ----------------------------------------------------------------------------
+def test_global_options_before_the_command_take_the_fast_path(
+    cli: Cli, server: EmbeddedServer, config: Path, write_config: WriteConfig
+) -> None:
+    """``tokenflow -c FILE token`` reads FILE on both paths, never ./tokenflow.yaml (issue 9, 14)."""
+    (cli.cwd / "tokenflow.yaml").write_text(profile_yaml(server, name="decoy"))
+    first = cli.run("-c", str(config), "token", "prod")
+    assert first.returncode == 0 and first.full, first.stderr
+    server.reset_counts()
+    again = cli.fast("-c", str(config), "token", "prod", "--format", "header")
+    assert again.stdout == f"Authorization: Bearer {first.stdout.strip()}\n"
+    assert cli.fast(f"--config={config}", "token", "prod").stdout == first.stdout
+    assert server.counts["token"] == 0
+    # -v before the command still means "log": the full path, which logs
+    verbose = cli.run("-v", "-c", str(config), "token", "prod")
+    assert verbose.full and verbose.stdout == first.stdout and "tokenflow" in verbose.stderr
+
+
+def test_the_fast_path_imports_only_the_standard_library_and_its_own_modules() -> None:
+    """The grammar and the index import nothing of tokenflow but base/ and cli/fast/, even
+    inside functions (read from the source, so a lazy import cannot slip past)."""
+    import ast
+
+    allowed = ("tokenflow.base", "tokenflow.cli.fast")
+    folder = Path(tokenflow.__file__).parent / "cli" / "fast"
+    for module in ("grammar.py", "__init__.py"):
+        tree = ast.parse((folder / module).read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or name.startswith(allowed) or (
+                    name == "__future__"), f"{module} imports {name}"
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -375,6 +410,10 @@ def test_verbose_and_force_refresh_take_the_full_path(
         (["token", "--format=env"], (None, "env", [])),
         (["token", "--format", "raw", "--format", "exec-credential"], (None, "exec-credential", [])),
         (["token", "-c", "a.yaml", "--config", "b", "--config=c", "p"], ("p", "raw", ["a.yaml", "b", "c"])),
+        # global options before the command too, adding up with those after it (issue 9, 14)
+        (["-c", "x.yaml", "token"], (None, "raw", ["x.yaml"])),
+        (["--config=a", "-c", "b", "token", "p", "-c", "c"], ("p", "raw", ["a", "b", "c"])),
+        (["-c", "a", "token", "-f", "json", "--config", "b"], (None, "json", ["a", "b"])),
     ],
 )
 def test_parse_args_accepts(argv: list[str], expected: tuple[str | None, str, list[str]]) -> None:
@@ -384,7 +423,10 @@ def test_parse_args_accepts(argv: list[str], expected: tuple[str | None, str, li
 @pytest.mark.parametrize(
     "argv",
     [
-        [], ["status"], ["-c", "x.yaml", "token"], ["token", "--force-refresh"], ["token", "-v"],
+        [], ["status"], ["-c", "x.yaml", "status"], ["-v", "token"], ["--verbose", "token", "p"],
+        ["-c"], ["-c", "x"], ["--bogus", "token"], ["-h", "token"], ["--format", "json", "token"],
+        ["token", "--force-refresh"], ["token", "-v"], ["token", "--conf", "x"],
+        ["token", "-c", "-x"], ["token", "--force-refresh=1"], ["token", "p", "--", "q"],
         ["token", "--verbose"], ["token", "-h"], ["token", "--help"], ["token", "a", "b"],
         ["token", "--format"], ["token", "-c"], ["token", "--format", "yaml"],
         ["token", "--format=bogus"], ["token", "--"], ["token", "-fjson"],

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import profile_yaml, run_cli
 
+from tokenflow import load_config
 from tokenflow.base import cachefile
 from tokenflow.builtins.file_store import (
     STALE_TEMP_AGE,
@@ -24,7 +25,6 @@ from tokenflow.builtins.file_store import (
     FileStore,
     sweep_temp_files,
 )
-from tokenflow import load_config
 from tokenflow.errors import StorageError
 from tokenflow.testing import EmbeddedServer
 from tokenflow.tokens import Token

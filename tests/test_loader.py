@@ -494,8 +494,10 @@ def test_schema_errors_are_all_reported_even_after_a_root_error(write: Write) ->
         (1, 1, "$"),
         (1, 1, "$.versio"),
         (5, 14, "$.servers.s.retries"),
+        (7, 3, "$.profiles.p"),  # needs server, client, grant: reported beside the schema errors
         (8, 21, "$.profiles.p.refresh_margin"),
         (9, 3, '$.profiles["bad name"]'),
+        (9, 3, '$.profiles["bad name"]'),  # needs client, grant
     ]
 
 
@@ -605,7 +607,7 @@ def test_plugin_parts_are_accepted_and_their_options_validated(
     assert [(i.line, i.column, i.path, i.message) for i in issues_of(bad, plugins=extra_host)] == [
         (9, 28, "$.clients.c.client_secret.vault", "'' should be non-empty"),
         (15, 13, "$.profiles.p.store.shared", "'url' is a required property"),
-        (15, 22, "$.profiles.p.store.shared.uri", "unknown key 'uri'; allowed: url"),
+        (15, 22, "$.profiles.p.store.shared.uri", "unknown key 'uri'; did you mean 'url'? (allowed: url)"),
     ]
 
 

@@ -611,7 +611,8 @@ def test_plugin_option_errors_are_located(write_plugin: WritePlugin, plugin_dir:
         line, col = position(BAD_OPTIONS, needle)
         return f"{path}:{line}:{col}"
 
-    assert f"{at('dri')}: $.profiles.one.store.jar.dri: unknown key 'dri'; allowed: dir" in issues
+    assert (f"{at('dri')}: $.profiles.one.store.jar.dri: unknown key 'dri'; did you mean 'dir'? "
+            "(allowed: dir)") in issues
     assert f"{at('jar:')}: $.profiles.one.store.jar: 'dir' is a required property" in issues
     empty = at('""')
     assert f"{empty}: $.profiles.two.password.reverse: '' should be non-empty" in issues

@@ -70,12 +70,12 @@ def test_unknown_ca_is_refused_before_the_request_is_sent(
     assert_nothing_sent(https_server)
 
 
-def test_cli_refuses_unknown_ca_with_exit_1(
+def test_cli_refuses_unknown_ca_with_exit_4(
     https_server: EmbeddedServer, write_config: WriteConfig
 ) -> None:
     path = write_config(https_config(https_server))
     result = run_cli("token", "prod", "-c", str(path))
-    assert result.returncode == 1
+    assert result.returncode == 4  # a TLS failure is a network failure: nothing was answered
     assert result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert "certificate" in line.lower() and "verify" in line

@@ -7,17 +7,23 @@
     ├── CredentialError                a secret source failed: command exit, no keyring (exit 1)
     ├── TokenRequestError              the server refused: RFC 6749 section 5.2 (exit 1)
     │   └── ReauthenticationRequired   refresh refused and no credentials to grant again
-    ├── TransportError                 network, TLS, timeout, unusable response (exit 1)
+    ├── TransportError                 no answer: DNS, refused, TLS, timeout (exit 4); an answer
+    │                                  that cannot be used: 5xx/429 after retries, redirect (exit 1)
     ├── StorageError                   the token store failed (exit 1)
     └── PluginError                    a plugin could not be loaded or misbehaved (exit 2)
 
 Every message is written to be shown to a user as one line and never carries a secret: the
 server's ``error_description`` is scrubbed of the tokens it may repeat, and response excerpts are
 truncated and scrubbed the same way.
+
+CLI exit codes (``tokenflow --help`` shows them too): 0 success; 1 the server or a credential
+refused, or the server's answer could not be used; 2 bad usage or config; 3 a bug; 4 a network
+failure (no answer: DNS, connection refused, TLS, timeout); 130 interrupted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -30,7 +36,10 @@ __all__ = [
     "TokenRequestError",
     "TokenflowError",
     "TransportError",
+    "did_you_mean",
 ]
+
+EXIT_NETWORK = 4
 
 
 class TokenflowError(Exception):
@@ -125,6 +134,9 @@ class TransportError(TokenflowError):
     def __init__(self, message: str, *, transient: bool = True, status: int | None = None) -> None:
         self.transient = transient
         self.status = status
+        # no HTTP status: the server never answered (DNS, refused, TLS, timeout), which scripts
+        # want to tell apart from a refusal; an answer that could not be used stays 1
+        self.exit_code = EXIT_NETWORK if status is None else 1
         super().__init__(message)
 
 
@@ -136,3 +148,27 @@ class PluginError(TokenflowError):
     """A plugin could not be loaded, or implements a hook tokenflow does not know."""
 
     exit_code = 2
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, noun: str, listing: str = "",
+                 limit: int = 8) -> str:
+    """The tail of an "unknown NAME" message: the closest names, then a capped list of choices.
+
+    ``"; did you mean 'prod'? (profiles: dev, prod, ... and 980 more; see `tokenflow profiles`)"``.
+    The list is capped at *limit* names so a config with a thousand profiles still gets a
+    one-line error; *listing* names the command that shows them all.
+    """
+    import difflib
+
+    names = sorted(set(choices))
+    close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    text = ""
+    if close:
+        text = "; did you mean " + " or ".join(repr(name) for name in close) + "?"
+    if not names:
+        return f"{text}; there are no {noun}"
+    shown = ", ".join(names[:limit])
+    more = len(names) - limit
+    if more > 0:
+        shown += f", ... and {more} more" + (f"; see `{listing}`" if listing else "")
+    return f"{text} ({noun}: {shown})" if close else f"; {noun}: {shown}"

@@ -271,6 +271,46 @@ def _field_text(value: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def next_step(error: str | None, grant_type: str, profile: str, client: str) -> str | None:
+    """What the user can do about an OAuth *error* (RFC 6749 section 5.2), in profile terms.
+
+    ``invalid_grant`` means the credentials of the grant were refused (for ``password``: the
+    username or password), ``invalid_client`` the client's id or secret; ``None`` when there is
+    nothing more useful to say than the server's own words.
+    """
+    if error == "invalid_grant" and grant_type == "password":
+        return f"check the username and password of profile {profile!r}"
+    if error == "invalid_grant" and grant_type == "refresh_token":
+        return f"the refresh token of profile {profile!r} was refused: update it or sign in again"
+    if error == "invalid_client":
+        return f"check client_id and client_secret of client {client!r} (used by profile {profile!r})"
+    if error == "unauthorized_client":
+        return f"client {client!r} is not allowed the {grant_type} grant: check the profile's grant"
+    if error == "unsupported_grant_type":
+        return f"the server does not offer the {grant_type} grant: check the profile's grant"
+    if error == "invalid_scope":
+        return f"check the scope of profile {profile!r}"
+    return None
+
+
+def revocation_refused(profile: str, revoke_url: str, error: TokenRequestError) -> str:
+    """The message of a failed revocation: which endpoint answered what.
+
+    *revoke_url* is the configured URL, shown without its query string (and with Team Server's
+    ``{token}`` placeholder left unfilled, so the token never appears).
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(revoke_url)
+    url = scrub(f"{parts.scheme}://{parts.netloc}{parts.path}")
+    if error.error:
+        what = f"{error.error}: {error.error_description}" if error.error_description else error.error
+    else:
+        what = repr(error.body_excerpt) if error.body_excerpt else "an empty body"
+    return (f"profile {profile!r}: revocation refused: the revocation endpoint {url} answered "
+            f"HTTP {error.status}: {what}; the local copy was removed")
+
+
 def _coerce_expires_in(value: object) -> float | None:
     """``expires_in`` as seconds, or ``None`` when it is not a finite number."""
     if isinstance(value, bool):

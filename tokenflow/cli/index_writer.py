@@ -126,7 +126,8 @@ class _Compiler:
 
 def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) -> None:
     host = flow.plugins
-    if any(p not in BUILTIN_PLUGINS for p in host.observer_plugins()):
+    # the CLI's own progress line (tokenflow.cli.progress) needs no cache hit
+    if any(p not in BUILTIN_PLUGINS and p != "tokenflow.cli.progress" for p in host.observer_plugins()):
         return  # a third-party tokenflow_event must see every cache hit: no fast path
     config = flow.config
     cache = str(config.cache_dir)

@@ -448,7 +448,9 @@ def _describe(doc: Document, error: Any, base: JsonPath) -> ConfigIssue:
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
         if extra:
-            hint = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
+            from tokenflow.errors import did_you_mean
+
+            hint = did_you_mean(str(extra[0]), allowed, noun="allowed", limit=len(allowed))
             return doc.issue((*path, extra[0]), f"unknown key {extra[0]!r}{hint}", key=True)
     if validator == "required":
         return doc.issue(path, error.message, key=True)
@@ -471,6 +473,9 @@ class _Entry:
     name: str
     data: dict[str, Any]
     doc: Document
+    # keys whose values failed the schema (already reported): left out of ``data``, and never
+    # reported again as missing
+    bad: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -480,7 +485,8 @@ class _Assembly:
     sections: dict[str, dict[str, _Entry]] = field(
         default_factory=lambda: {name: {} for name in SECTIONS}
     )
-    # entries with schema errors: already reported, and references to them are not errors
+    # entries with schema errors: already reported, never built into the model, and
+    # references to them are not errors; their well-formed keys are still cross-checked
     broken: dict[str, dict[str, _Entry]] = field(
         default_factory=lambda: {name: {} for name in SECTIONS}
     )
@@ -492,20 +498,22 @@ class _Assembly:
             self.issues.append(doc.issue((), "the file must be a mapping with 'version: 1'"))
             return
         doc.data = _expand(doc.data, (), doc, environ, self.used_env, self.issues)
-        broken_entries: set[tuple[str, str]] = set()
-        shape_broken = False
+        bad_keys: dict[tuple[str, str], set[str]] = {}
         if self.schema is None:
             self.schema = document_schema(self.host)
         for path, issue in _schema_issues(doc, doc.data, self.schema):
             self.issues.append(issue)  # every schema error is reported, whatever comes first
-            if len(path) < 2 or path[0] not in SECTIONS:
-                shape_broken = True
-            else:
-                broken_entries.add((str(path[0]), str(path[1])))
-        if shape_broken:
-            return  # the file's shape is wrong: cross-checks would only add noise
+            if len(path) >= 2 and path[0] in SECTIONS:
+                bad = bad_keys.setdefault((str(path[0]), str(path[1])), set())
+                if len(path) >= 3:
+                    bad.add(str(path[2]))
+        # the semantic checks still run on whatever is well-formed (validate reports every error
+        # at once): a section that is not a mapping is skipped, a bad value is left out
         for section in SECTIONS:
-            for name, data in (doc.data.get(section) or {}).items():
+            entries: Any = doc.data.get(section)
+            if not isinstance(entries, dict):
+                continue
+            for name, data in entries.items():
                 existing = self.sections[section].get(name) or self.broken[section].get(name)
                 if existing is not None:
                     self.issues.append(doc.issue(
@@ -515,8 +523,15 @@ class _Assembly:
                         key=True,
                     ))
                     continue
-                target = self.broken if (section, name) in broken_entries else self.sections
-                target[section][name] = _Entry(name, data, doc)
+                invalid = bad_keys.get((section, name))
+                if not isinstance(data, dict):
+                    self.broken[section][name] = _Entry(name, {}, doc)  # nothing to check
+                elif invalid is None:
+                    self.sections[section][name] = _Entry(name, data, doc)
+                else:
+                    clean = {k: v for k, v in data.items() if k not in invalid}
+                    entry = _Entry(name, clean, doc, frozenset(invalid))
+                    self.broken[section][name] = self.sections[section][name] = entry
 
     # extends ------------------------------------------------------------------------------
     def resolve_profiles(self) -> dict[str, tuple[dict[str, tuple[Any, _Entry]], tuple[str, ...]]]:
@@ -659,7 +674,7 @@ class _ModelBuilder:
                 self.issues.append(doc.issue((*base, "verify"), f"CA bundle {bundle} {problem}"))
                 ok = False
             verify = str(bundle)
-        if not ok:
+        if not ok or entry.name in self.asm.broken["servers"]:
             return None
         return ServerSpec(
             name=entry.name,
@@ -701,6 +716,8 @@ class _ModelBuilder:
             secret = self.secret(data["client_secret"], doc, ("clients", entry.name, "client_secret"))
             if secret is None:
                 return None
+        if entry.name in self.asm.broken["clients"]:
+            return None
         return ClientSpec(entry.name, data["client_id"], secret)
 
     def store(self, value: Any, entry: _Entry, path: JsonPath) -> StoreSpec | None:
@@ -742,26 +759,36 @@ class _ModelBuilder:
             value_entry = keys[key][1] if key in keys else own
             return value_entry.doc, ("profiles", value_entry.name, key)
 
-        missing = [k for k in ("server", "client", "grant") if k not in keys]
+        profiles = self.asm.sections["profiles"]
+        chain = [profiles[member] for member in (name, *lineage)]
+        bad = frozenset().union(*(member.bad for member in chain))  # reported by the schema
+        if "extends" in bad:
+            return None  # which keys it should have inherited is unknown
+        missing = [k for k in ("server", "client", "grant") if k not in keys and k not in bad]
         if missing:
             via = f" (after extends {' -> '.join(lineage)})" if lineage else ""
             self.issues.append(own.doc.issue(
                 ("profiles", name), f"profile {name!r} needs {', '.join(missing)}{via}", key=True))
             return None
         value: dict[str, Any] = {k: v for k, (v, _) in keys.items()}
-        ok = True
+        # a profile with schema errors, or without a well-formed server, client or grant, is
+        # checked but never built
+        ok = not any(member.name in self.asm.broken["profiles"] for member in chain) and all(
+            k in value for k in ("server", "client", "grant"))
         broken = self.asm.broken
-        server = servers.get(value["server"])
-        if value["server"] not in servers and value["server"] not in broken["servers"]:
+        server = servers.get(value.get("server", ""))
+        if "server" in value and value["server"] not in servers \
+                and value["server"] not in broken["servers"]:
             doc, path = at("server")
             self.issues.append(doc.issue(path, f"unknown server {value['server']!r}{_known(servers)}"))
             ok = False
-        client = clients.get(value["client"])
-        if value["client"] not in clients and value["client"] not in broken["clients"]:
+        client = clients.get(value.get("client", ""))
+        if "client" in value and value["client"] not in clients \
+                and value["client"] not in broken["clients"]:
             doc, path = at("client")
             self.issues.append(doc.issue(path, f"unknown client {value['client']!r}{_known(clients)}"))
             ok = False
-        grant_options = self.grant_options(name, value, at, own)
+        grant_options = self.grant_options(name, value, at, own, bad) if "grant" in value else None
         ok = ok and grant_options is not None
         store_spec: StoreSpec | None = StoreSpec("file", {}, own.doc.base_dir)
         if "store" in value:
@@ -796,8 +823,10 @@ class _ModelBuilder:
         value: Mapping[str, Any],
         at: Callable[[str], tuple[Document, JsonPath]],
         own: _Entry,
+        bad: frozenset[str] = frozenset(),
     ) -> dict[str, Any] | None:
-        """The profile's keys that its grant declares, checked against the grant's schema."""
+        """The profile's keys that its grant declares, checked against the grant's schema
+        (*bad*: keys the document schema already refused, not reported again as missing)."""
         grant = value["grant"]
         entry = self.host.grants.get(grant)
         if entry is None:
@@ -809,7 +838,7 @@ class _ModelBuilder:
         options: dict[str, Any] = {}
         ok = True
         for key in schema.get("required", ()):
-            if key not in value:
+            if key not in value and key not in bad:
                 self.issues.append(own.doc.issue(("profiles", name),
                                                  f"the {grant} grant needs {key}", key=True))
                 ok = False

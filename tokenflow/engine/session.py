@@ -65,7 +65,7 @@ from tokenflow.keyedlocks import KeyedLocks
 from tokenflow.plugins.contracts import HttpRequest, HttpResponse, PluginContext, TokenStore
 from tokenflow.plugins.host import PluginHost
 from tokenflow.redact import Secret, get_logger, install_log_filters
-from tokenflow.tokens import Token, parse_token_response
+from tokenflow.tokens import Token, next_step, parse_token_response
 
 if TYPE_CHECKING:
     from tokenflow.engine.pools import TransportPool
@@ -477,6 +477,9 @@ class TokenSession:
                 other = "rfc6749 (POST)" if request.method == "GET" else "teamserver (GET)"
                 exc.args = (f"{exc}; the server does not accept {request.method} for tokens: "
                             f"try dialect: {other} for server {server.name!r}",)
+            step = next_step(exc.error, params["grant_type"], self.profile.name,
+                             self.profile.client.name)
+            exc.args = (f"profile {self.profile.name!r}: {exc}" + (f"; {step}" if step else ""),)
             raise
 
     def _on_retry(self, why: str) -> None:
@@ -575,11 +578,11 @@ class TokenSession:
         )
         response = self._get_transport().send(request)
         if not 200 <= response.status < 300:
-            from tokenflow.tokens import parse_error_response
+            from tokenflow.tokens import parse_error_response, revocation_refused
 
             error = parse_error_response(response.status, response.body,
                                          response.headers.get("content-type", ""))
-            error.args = (f"revocation refused: {error}",)
+            error.args = (revocation_refused(self.profile.name, server.revoke_url, error),)
             raise error
         self._emit(EventKind.REVOKED, token, started)
 

@@ -41,6 +41,7 @@ from tokenflow.base import cachefile, locations, output
 from tokenflow.base.boundedread import read_limited
 from tokenflow.base.freshness import refresh_at
 from tokenflow.base.trust import keyed_digest, load_key, read_private
+from tokenflow.cli.fast import grammar
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -193,34 +194,16 @@ def entry_is_current(key: bytes, entry: dict[str, Any], head: dict[str, Any], na
 
 
 def _parse_args(argv: Sequence[str]) -> tuple[str | None, str, list[str]] | None:
-    """``token [PROFILE] [--format F] [-c PATH]...``; ``None`` for anything else."""
-    if not argv or argv[0] != "token":
+    """``(profile, format, config paths)`` of a ``token`` command line the cached path can
+    answer, read with the CLI's own grammar (:mod:`tokenflow.cli.fast.grammar`); ``None`` for
+    anything else."""
+    values = grammar.parse_command(argv, grammar.TOKEN)
+    if values is None:
         return None
-    profile: str | None = None
-    fmt = "raw"
-    configs: list[str] = []
-    args = list(argv[1:])
-    while args:
-        arg = args.pop(0)
-        if arg in ("--format", "-f", "-c", "--config"):
-            if not args:
-                return None
-            value = args.pop(0)
-            if arg in ("--format", "-f"):
-                fmt = value
-            else:
-                configs.append(value)
-        elif arg.startswith("--format="):
-            fmt = arg.partition("=")[2]
-        elif arg.startswith("--config="):
-            configs.append(arg.partition("=")[2])
-        elif arg.startswith("-") or profile is not None:
-            return None  # --force-refresh, -v, --help, extra words: the full CLI decides
-        else:
-            profile = arg
-    if fmt not in output.FORMATS:
-        return None
-    return profile, fmt, configs
+    profile, fmt, configs = values["profile"], values["format"], values["config"]
+    assert profile is None or isinstance(profile, str)
+    assert isinstance(fmt, str) and (configs is None or isinstance(configs, list))
+    return profile, fmt, list(configs or [])
 
 
 def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | None:

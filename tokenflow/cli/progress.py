@@ -1,0 +1,197 @@
+"""One updating stderr line while the CLI waits on a slow server, on a terminal only.
+
+Without it an unreachable server meant 30 seconds of silence. When a command has waited more
+than :data:`THRESHOLD` seconds for the server, stderr shows (and keeps rewriting in place)::
+
+    tokenflow: waiting for the token endpoint at login.example.com (profile prod), 4 s; retry 1 of 2
+
+and the line is erased when the wait ends, before anything else is printed. When stderr is
+not a terminal (a script, CI, ``2>file``) nothing is shown and nothing is set up.
+
+It is driven by the engine's events: the CLI registers :class:`_Observer` as an extra plugin of
+the config's plugin host, and the ``retried`` events it receives fill in "retry n of m". Time
+spent inside a secret source (a ``prompt``, a ``command`` asking for a passphrase) is not
+waiting for the server: the line is paused and erased meanwhile, so it never writes over a
+prompt (a prompt interrupted with Ctrl-C ends its own line before the CLI says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from tokenflow.events import EventKind, TokenEvent
+from tokenflow.plugins.hookspecs import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tokenflow.config.model import Profile
+    from tokenflow.plugins.host import PluginHost
+
+__all__ = ["PLUGIN_NAME", "THRESHOLD", "LineClearingHandler", "enabled", "plugin_host", "watch"]
+
+PLUGIN_NAME = "tokenflow.cli.progress"
+THRESHOLD = 1.0  # seconds of waiting before the line appears
+_TICK = 0.25  # seconds between redraws
+_ERASE = "\r\033[K"
+
+_write_lock = threading.RLock()  # the line and log records share stderr
+_current: _Line | None = None
+
+
+def enabled() -> bool:
+    """Whether a progress line can be shown: stderr is a terminal that understands ``\\r``."""
+    stream = sys.stderr
+    try:
+        return stream is not None and stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Observer:
+    """The ``tokenflow_event`` observer that feeds the line; registered by :func:`plugin_host`."""
+
+    __name__ = PLUGIN_NAME
+
+    @hookimpl
+    def tokenflow_event(self, event: TokenEvent) -> None:
+        line = _current
+        if line is not None and event.kind is EventKind.RETRIED:
+            line.retried(event.detail)
+
+
+def plugin_host() -> PluginHost | None:
+    """A plugin host with the progress observer, or ``None`` (the default host) when there is
+    no terminal to show a line on."""
+    if not enabled():
+        return None
+    from tokenflow.plugins.host import build_plugin_host
+
+    return build_plugin_host(extra_plugins=[_Observer()])
+
+
+class _Line:
+    """The state of one wait and the thread that draws it."""
+
+    def __init__(self, what: str, profile: Profile) -> None:
+        host = urlsplit(profile.server.token_url).hostname or profile.server.name
+        self.label = f"waiting for the {what} at {host} (profile {profile.name})"
+        self.retries = profile.server.retries
+        self.attempt = 0
+        self.detail = ""
+        self.since = time.monotonic()
+        self.pauses = 0
+        self.drawn = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tokenflow-progress", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2 * _TICK)
+        with _write_lock:
+            self.erase()
+
+    def retried(self, detail: str) -> None:
+        self.attempt += 1
+        self.detail = detail
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No line while a secret source runs (it may be asking the person something)."""
+        with _write_lock:
+            self.pauses += 1
+            self.erase()
+        try:
+            yield
+        finally:
+            with _write_lock:
+                self.pauses -= 1
+                self.since = time.monotonic()
+
+    def text(self, now: float) -> str:
+        text = f"tokenflow: {self.label}, {now - self.since:.0f} s"
+        if self.attempt:
+            shown = min(self.attempt, self.retries) if self.retries else self.attempt
+            of = f" of {self.retries}" if self.retries else ""
+            text += f"; retry {shown}{of} ({self.detail})" if self.detail else f"; retry {shown}{of}"
+        return text
+
+    def erase(self) -> None:
+        """Erase the line if it is shown (call with :data:`_write_lock` held)."""
+        if self.drawn:
+            _write(_ERASE)
+            self.drawn = False
+
+    def _run(self) -> None:
+        while not self._stop.wait(_TICK):
+            now = time.monotonic()
+            with _write_lock:
+                if self.pauses or now - self.since < THRESHOLD or self._stop.is_set():
+                    continue
+                try:
+                    width = os.get_terminal_size(sys.stderr.fileno()).columns or 80
+                except (OSError, ValueError):
+                    width = 80
+                _write(_ERASE + self.text(now)[: max(width - 1, 20)])
+                self.drawn = True
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # a closed terminal: the line is only a courtesy
+
+
+def _pausing(resolver: Callable[..., Any], line: _Line) -> Callable[..., Any]:
+    def resolve(options: Any, context: Any) -> Any:
+        with line.paused():  # the prompt source itself ends its line on Ctrl-C
+            return resolver(options, context)
+
+    return resolve
+
+
+@contextmanager
+def watch(host: PluginHost, profile: Profile, what: str) -> Iterator[None]:
+    """Show the line while the block waits on *profile*'s server (*what*: "token endpoint")."""
+    global _current
+    if not enabled():
+        yield
+        return
+    line = _Line(what, profile)
+    sources: dict[str, Any] = getattr(host, "sources", {})
+    originals = dict(sources)
+    for name, entry in originals.items():
+        sources[name] = dataclasses.replace(entry, resolver=_pausing(entry.resolver, line))
+    _current = line
+    line.start()
+    try:
+        yield
+    finally:
+        _current = None
+        line.stop()
+        sources.update(originals)
+
+
+class LineClearingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The CLI's stderr log handler: erases the progress line before writing a record (the
+    line is drawn again at the next tick)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with _write_lock:
+            line = _current
+            if line is not None:
+                line.erase()
+            super().emit(record)
