@@ -16,8 +16,6 @@ CI = ROOT / ".ci" / "run"
 # The commands DESIGN.md section 2 names (the design document is not shipped with the package).
 DESIGN_COMMANDS = ("token", "validate", "profiles", "status", "logout", "exec", "schema",
                    "plugins", "demo", "completion")
-# Commands the README did not name yet when these tests were written (it is being written).
-NOT_YET_IN_README: frozenset[str] = frozenset({"completion"})
 
 
 def section(markdown: str, heading: str) -> str:
@@ -60,12 +58,7 @@ def test_design_commands_are_the_cli_commands() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(
-            strict=False, reason=f"README.md does not mention `tokenflow {c}` yet"))
-        if c in NOT_YET_IN_README else c
-        for c in DESIGN_COMMANDS
-    ],
+    DESIGN_COMMANDS,
 )
 def test_readme_names_every_command(command: str) -> None:
     text = README.read_text(encoding="utf-8")
