@@ -60,6 +60,9 @@ class ServerSpec:
     dialect: str = "rfc6749"
     client_auth: str = "basic"
     revoke_url: str | None = None
+    issuer: str | None = None  # RFC 8414: endpoints not written are discovered from it
+    authorization_url: str | None = None
+    device_authorization_url: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     verify: bool | str = True  # a str is an absolute path to a CA bundle
