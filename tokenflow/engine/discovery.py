@@ -46,6 +46,7 @@ log = get_logger("tokenflow.discovery")
 DEFAULT_MAX_AGE: Final = 86400.0  # a day
 MAX_CACHE_FILE: Final = 256 * 1024
 CACHE_FORMAT: Final = 1
+LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})  # http:// is fine there
 
 # endpoint name -> (metadata field, ServerSpec attribute of the explicit key)
 ENDPOINT_NAMES: Final[Mapping[str, tuple[str, str]]] = {
@@ -121,8 +122,9 @@ def parse_metadata(body: bytes, issuer: str, where: str, *, allow_http: bool = F
         if value is None:
             continue
         parts = urlsplit(value) if isinstance(value, str) else None
+        plain_ok = allow_http or (parts is not None and parts.hostname in LOOPBACK)
         if parts is None or not parts.netloc or parts.scheme not in (
-            ("https", "http") if allow_http else ("https",)
+            ("https", "http") if plain_ok else ("https",)
         ):
             raise TransportError(f"the metadata at {where} gives an unusable {key}: {value!r}",
                                  transient=False)
