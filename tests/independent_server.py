@@ -453,6 +453,7 @@ class IndependentServer:
         self.device_expires_in = device_expires_in
         self.metadata_at = metadata_at
         self.metadata_issuer: str | None = None  # a wrong issuer for the metadata, in tests
+        self.metadata_auth_methods = ["client_secret_post", "client_secret_basic", "none"]
         self.username, self.password = next(iter(self._state.accounts.items()))
         self.client_id, self.client_secret = next(iter(self._state.clients.items()))
         self.access_token_lifetime = access_token_lifetime
@@ -703,7 +704,7 @@ class IndependentServer:
             "revocation_endpoint": self.revoke_url,
             "device_authorization_endpoint": self.device_url,
             "grant_types_supported": list(GRANTS),
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
+            "token_endpoint_auth_methods_supported": list(self.metadata_auth_methods),
         }
         out_headers, out_body, status = MetadataEndpoint(
             [self._endpoint], claims=claims, raise_errors=False

@@ -86,7 +86,7 @@ def metadata_urls(issuer: str) -> list[str]:
     """Where the metadata of *issuer* may be, in the order to try.
 
     RFC 8414 section 3.1 inserts the well-known segment between host and path; OpenID Connect
-    Discovery appends it to the issuer. Both agree for an issuer without a path.
+    Discovery appends it to the issuer.
     """
     parts = urlsplit(issuer)
     path = parts.path.rstrip("/")
@@ -94,7 +94,7 @@ def metadata_urls(issuer: str) -> list[str]:
                                         query="", fragment=""))
     oidc = urlunsplit(parts._replace(path=f"{path}/.well-known/openid-configuration",
                                      query="", fragment=""))
-    return [rfc8414] if rfc8414 == oidc else [rfc8414, oidc]
+    return [rfc8414, oidc]
 
 
 def parse_metadata(body: bytes, issuer: str, where: str, *, allow_http: bool = False) -> ServerMetadata:
