@@ -100,7 +100,8 @@ def test_a_damaged_cache_file_is_ignored(
     [path] = (cache_dir / "discovery").iterdir()
     for junk in (b"{not json", b"[]", json.dumps({"format": 1, "fetched_at": "x"}).encode(), b"x" * 300_000):
         path.write_bytes(junk)
-        assert discovery(independent_server, cache_dir, clock).endpoint("token") == independent_server.token_url
+        found = discovery(independent_server, cache_dir, clock)
+        assert found.endpoint("token") == independent_server.token_url
     assert independent_server.counts["metadata"] == 5
 
 
