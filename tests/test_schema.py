@@ -73,7 +73,7 @@ def test_every_key_the_loader_reads_is_in_the_schema(schema_text: str) -> None:
     defs = json.loads(schema_text)["$defs"]
     assert set(defs["server"]["properties"]) == {
         "token_url", "dialect", "client_auth", "revoke_url", "timeout", "retries", "verify",
-        "allow_insecure_http", "headers"}
+        "allow_insecure_http", "headers", "issuer", "authorization_url", "device_authorization_url"}
     assert set(defs["client"]["properties"]) == {"client_id", "client_secret"}
     assert set(defs["profile"]["properties"]) == {
         "extends", "abstract", "description", "server", "client", "grant", "username",

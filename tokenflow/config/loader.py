@@ -332,6 +332,9 @@ def _describe(doc: Document, error: Any, base: JsonPath) -> ConfigIssue:
     if validator == "oneOf" and error.schema.get("description"):
         return doc.issue(path, f"expected {error.schema['description'][0].lower()}"
                                f"{error.schema['description'][1:]}")
+    if validator == "anyOf" and all(set(option) == {"required"} for option in error.validator_value):
+        choices = " or ".join(name for option in error.validator_value for name in option["required"])
+        return doc.issue(path, f"needs {choices}", key=True)
     if validator == "pattern" and path and path[-1] == "token_url":
         return doc.issue(path, f"{error.instance!r} is not an absolute http(s) URL")
     message = error.message
