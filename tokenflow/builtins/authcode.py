@@ -28,7 +28,6 @@ from collections.abc import Collection, Mapping
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from tokenflow.builtins.loopback import LoopbackListener, parse_redirect_uris
 from tokenflow.errors import ConfigError, ReauthenticationRequired
 from tokenflow.plugins.contracts import GrantContext, GrantRegistrar
 from tokenflow.plugins.hookspecs import hookimpl
@@ -150,6 +149,9 @@ class AuthorizationCodeGrant:
                 f"profile {profile!r}: grant authorization_code needs the server's "
                 "authorization_url (or an issuer whose metadata names it)"
             )
+        # http.server costs milliseconds to import: only a sign-in pays for it, not plugin loading
+        from tokenflow.builtins.loopback import LoopbackListener, parse_redirect_uris
+
         options = context.options
         targets = parse_redirect_uris(options.get("redirect_uri"))
         timeout = float(options.get("login_timeout", DEFAULT_LOGIN_TIMEOUT))
