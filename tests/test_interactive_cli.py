@@ -78,7 +78,7 @@ def test_authcode_login_with_a_forged_callback_then_cached(
         url = cli.url()
         assert url.startswith(independent_server.authorize_url + "?")
         browser = follow(url, tamper=lambda cb: [with_param(cb, "state", "forged")])
-        code, out, err = cli.finish()
+        code, _, err = cli.finish()
     finally:
         cli.kill()
     assert code == 0, err

@@ -463,7 +463,8 @@ def test_every_error_of_a_file_is_reported_at_once_at_its_place(write: Write) ->
         assert str(issue) == f"{path}:{issue.line}:{issue.column}: {issue.path}: {issue.message}"
     messages = [i.message for i in found]
     assert messages[0] == "'soon' is not of type 'number'"
-    assert messages[1].startswith("unknown key 'bogus'; allowed: allow_insecure_http, authorization_url, client_auth")
+    assert messages[1].startswith(
+        "unknown key 'bogus'; allowed: allow_insecure_http, authorization_url, client_auth")
     assert "clear text" in messages[2]
     assert messages[3] == "unknown dialect 'carrier-pigeon'; known: rfc6749, teamserver"
     assert messages[4] == "unknown secret source 'vault'; known: command, env, file, keyring, prompt"
