@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from tokenflow.config.loader import load_config
+from tokenflow import load_config
 from tokenflow.config.model import Config
 
 

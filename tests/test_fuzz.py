@@ -25,8 +25,7 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from tokenflow import redact
-from tokenflow.config.loader import load_config
+from tokenflow import load_config, redact
 from tokenflow.config.model import Config
 from tokenflow.errors import ConfigError, TokenRequestError
 from tokenflow.plugins.host import PluginHost, build_plugin_host
@@ -95,11 +94,11 @@ def _load(text: str, host: PluginHost) -> Config | None:
                 if issue.line:
                     assert str(issue).startswith(f"{path}:{issue.line}:{issue.column}: ")
             return None
-    assert isinstance(config, Config)
+    assert isinstance(config.config, Config)
     for profile in config.profiles.values():  # what the loader guarantees to the engine
         assert profile.grant in ("password", "client_credentials")
         if profile.grant == "password":
-            assert profile.username is not None and profile.password is not None
+            assert profile.username is not None and profile.grant_options.get("password") is not None
         assert math.isfinite(profile.refresh_margin) and profile.refresh_margin >= 0
         assert math.isfinite(profile.default_lifetime) and profile.default_lifetime > 0
         assert math.isfinite(profile.server.timeout) and profile.server.timeout > 0

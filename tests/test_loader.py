@@ -147,7 +147,8 @@ def test_extends_three_deep(write: Write) -> None:
     assert leaf.refresh_margin == 10 and leaf.description == "the root"
     assert leaf.username is not None and leaf.username.options.reveal() == "leaf-user"
     assert mid.username is not None and mid.username.options.reveal() == "root-user"
-    assert leaf.password is not None and leaf.password.options.reveal() == "root-pw"
+    leaf_password = leaf.grant_options["password"]
+    assert leaf_password is not None and leaf_password.options.reveal() == "root-pw"
     # a key is replaced whole, never merged: store and params come from one definition each
     assert leaf.store.name == "memory" and dict(leaf.store.options) == {}
     assert mid.store.name == "file" and dict(mid.store.options) == {"lock_timeout": 5}
@@ -263,9 +264,10 @@ def test_variable_expansion_in_source_options(write: Write, monkeypatch: pytest.
     config = load_config(path)
     p, q = config.profiles["p"], config.profiles["q"]
     assert p.username is not None and (p.username.kind, p.username.options) == ("env", "TS_USER")
-    assert p.password is not None and (p.password.kind, p.password.options) == ("file", "secrets/pw.txt")
+    p_password = p.grant_options["password"]
+    assert (p_password.kind, p_password.options) == ("file", "secrets/pw.txt")
     assert q.username is not None and q.username.options == {"service": "corp", "username": "alice"}
-    assert q.password is not None and q.password.options == ["echo", "secrets"]
+    assert q.grant_options["password"].options == ["echo", "secrets"]
 
 
 def test_unset_variable_is_an_error_at_its_place(write: Write) -> None:
@@ -313,11 +315,11 @@ def test_secret_sources_env_file_and_literal_reach_the_server(
     profile = load_config(path).profiles["prod"]
     assert profile.client.client_secret is not None and profile.client.client_secret.kind == "env"
     assert profile.username is not None and profile.username.kind == "literal"
-    assert profile.password is not None and profile.password.base_dir == cfg
+    assert profile.grant_options["password"] is not None and profile.grant_options["password"].base_dir == cfg
     token = load_config(path).session("prod").token()
     assert server.is_valid_access_token(token.access_token)
     assert server.counts["password"] == 1
-    assert "wonderland" not in repr(profile) and "wonderland" not in repr(profile.password)
+    assert "wonderland" not in repr(profile) and "wonderland" not in repr(profile.grant_options["password"])
 
 
 def test_file_source_is_relative_to_the_file_that_defines_it(
@@ -337,7 +339,7 @@ def test_file_source_is_relative_to_the_file_that_defines_it(
     monkeypatch.chdir(child_dir)
     config = load_config(base / "base.yaml", child_dir / "child.yaml")
     child = config.profiles["child"]
-    assert child.password is not None and child.password.base_dir == base
+    assert child.grant_options["password"] is not None and child.grant_options["password"].base_dir == base
     assert server.is_valid_access_token(config.session("child").token().access_token)
 
 
@@ -645,14 +647,14 @@ def test_unknown_references_and_grant(write: Write) -> None:
     assert [(i.line, i.column, i.message) for i in issues_of(path)] == [
         (9, 15, "unknown server 'x'; known: s"),
         (9, 26, "unknown client 'y'; known: c"),
-        (9, 36, "unknown grant 'implicit'; known: password, client_credentials"),
+        (9, 36, "unknown grant 'implicit'; known: client_credentials, password"),
     ]
 
 
 def test_client_credentials_needs_no_user_and_public_clients_no_secret(write: Write) -> None:
     profile = load_config(write(HEAD + "  p: {server: s, client: c, grant: client_credentials}\n")
                           ).profiles["p"]
-    assert profile.username is None and profile.password is None
+    assert profile.username is None and profile.grant_options == {}
     assert profile.client.client_secret is None
     assert (profile.refresh_margin, profile.default_lifetime) == (60, 3600)
     assert (profile.server.timeout, profile.server.retries, profile.server.verify) == (10, 2, True)
@@ -823,7 +825,7 @@ def test_config_from_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
                            "params": {"audience": "${TF_AUD}"}}},
     }
     config = config_from_mapping(data, source="app.yaml", base_dir=tmp_path, cache_dir=tmp_path / "c")
-    assert isinstance(config, Config)
+    assert isinstance(config.config, Config)
     profile = config.profiles["p"]
     assert dict(profile.params) == {"audience": "api"}
     assert profile.client.client_secret is not None
@@ -834,7 +836,7 @@ def test_config_from_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError) as info:
         config_from_mapping(data, source="app.yaml")
     assert sorted(str(i) for i in info.value.issues) == [  # no file, so no line numbers
-        "app.yaml: $.profiles.p.grant: unknown grant 'magic'; known: password, client_credentials",
+        "app.yaml: $.profiles.p.grant: unknown grant 'magic'; known: client_credentials, password",
         "app.yaml: $.servers.s.timeout: 'soon' is not of type 'number'"]
 
 

@@ -117,7 +117,7 @@ class LeakCheck:
         self.show(config, *config.profiles.values(), *config.servers.values(),
                   *config.clients.values())
         for profile in config.profiles.values():
-            self.show(profile.username, profile.password, profile.client.client_secret)
+            self.show(profile.username, profile.grant_options.get("password"), profile.client.client_secret)
         return config
 
     def verify(self, capfd: pytest.CaptureFixture[str]) -> str:

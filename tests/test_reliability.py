@@ -28,9 +28,9 @@ from urllib.request import urlopen
 import pytest
 from conftest import FakeClock, profile_yaml
 
+from tokenflow import load_config
 from tokenflow.base import cachefile
 from tokenflow.builtins.file_store import FileStore
-from tokenflow.config.loader import load_config
 from tokenflow.engine.session import STALE_RETRY_INTERVAL, TokenSession
 from tokenflow.errors import StorageError, TokenRequestError, TransportError
 from tokenflow.events import EventKind, TokenEvent

@@ -80,6 +80,19 @@ def test_every_key_the_loader_reads_is_in_the_schema(schema_text: str) -> None:
         "password", "scope", "store", "refresh_margin", "default_lifetime", "params"}
 
 
+def test_the_schema_file_describes_every_builtin_grant_key_as_the_grant_does(
+    schema_text: str,
+) -> None:
+    """Grants declare their profile keys; the file carries the built-in ones for editors."""
+    profile = json.loads(schema_text)["$defs"]["profile"]["properties"]
+    host = build_plugin_host()
+    for name, entry in host.grants.items():
+        for key, spec in (entry.options_schema or {}).get("properties", {}).items():
+            assert key in profile, f"grant {name}: {key} missing from the schema file"
+            assert {k: v for k, v in profile[key].items() if k != "description"} == \
+                {k: v for k, v in spec.items() if k != "description"}, (name, key)
+
+
 def test_loader_uses_the_schema_file(schema_text: str) -> None:
     assert load_schema() == json.loads(schema_text)
 
@@ -138,7 +151,7 @@ def test_printed_schema_has_sources_and_dialects(printed: dict[str, Any]) -> Non
     assert by_name["env"]["env"]["type"] == "string"
     assert by_name["keyring"]["keyring"]["required"] == ["service"]
     assert defs["server"]["properties"]["dialect"]["enum"] == ["rfc6749", "teamserver"]
-    assert defs["profile"]["properties"]["grant"]["enum"] == ["password", "client_credentials"]
+    assert defs["profile"]["properties"]["grant"]["enum"] == ["client_credentials", "password"]
 
 
 def test_printed_schema_documents_every_property(printed: dict[str, Any]) -> None:

@@ -3,8 +3,8 @@
 ::
 
     import tokenflow
-    config = tokenflow.load_config("profiles/")
-    session = config.session("prod")
+    flow = tokenflow.load_config("profiles/")    # a Tokenflow: the Config, plugins, sessions
+    session = flow.session("prod")
     session.headers()   # {"Authorization": "Bearer ..."}
 
 Names are imported lazily (PEP 562): ``import tokenflow`` costs almost nothing, which keeps the
@@ -16,8 +16,9 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     # `X as X`: explicit re-exports, so `from tokenflow import X` passes mypy --strict
-    from tokenflow.config.loader import config_from_mapping as config_from_mapping
-    from tokenflow.config.loader import load_config as load_config
+    from tokenflow.api import Tokenflow as Tokenflow
+    from tokenflow.api import config_from_mapping as config_from_mapping
+    from tokenflow.api import load_config as load_config
     from tokenflow.config.model import Config as Config
     from tokenflow.config.model import Profile as Profile
     from tokenflow.engine.session import TokenSession as TokenSession
@@ -37,11 +38,12 @@ if TYPE_CHECKING:
     from tokenflow.redact import Secret as Secret
     from tokenflow.tokens import Token as Token
 
-__version__ = "0.1.0"
+from tokenflow.base.version import VERSION as __version__
 
 _EXPORTS = {
-    "load_config": "config.loader",
-    "config_from_mapping": "config.loader",
+    "load_config": "api",
+    "config_from_mapping": "api",
+    "Tokenflow": "api",
     "Config": "config.model",
     "Profile": "config.model",
     "TokenSession": "engine.session",
@@ -78,6 +80,7 @@ __all__ = [
     "TokenRequestError",
     "TokenSession",
     "TokenStore",
+    "Tokenflow",
     "TokenflowError",
     "TransportError",
     "__version__",

@@ -27,6 +27,7 @@ class EventKind(enum.StrEnum):
     STORED = "stored"  # a token was saved to the store
     DELETED = "deleted"  # a token was removed from the store (logout)
     REVOKED = "revoked"  # the server accepted a revocation
+    LOGIN_REQUIRED = "login_required"  # a person must act: detail holds the URL or user code
 
 
 @dataclass(frozen=True, slots=True)

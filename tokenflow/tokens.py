@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeGuard
 
+from tokenflow.base.freshness import refresh_at
 from tokenflow.errors import TokenRequestError
 from tokenflow.redact import get_logger, remember_secret, scrub
 
@@ -94,7 +95,7 @@ class Token:
 
     def refresh_at(self, margin: float) -> float:
         """When this token should be refreshed: *margin* before expiry, at most half its life."""
-        return self.expires_at - min(margin, max(self.lifetime, 0.0) / 2)
+        return refresh_at(self.expires_at, self.obtained_at, margin)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form used by stores (it includes the refresh token: stores hold secrets)."""

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from tokenflow.errors import ConfigError
-from tokenflow.plugins.contracts import PluginContext, SourceRegistrar
+from tokenflow.plugins.contracts import PluginContext, SourceRegistrar, Watched
 from tokenflow.plugins.hookspecs import hookimpl
 
 
@@ -19,6 +19,10 @@ def resolve_env(options: Any, context: PluginContext) -> str:
     return value
 
 
+def watch_env(options: Any, context: PluginContext) -> Watched:
+    return Watched(env=(str(options),))
+
+
 @hookimpl
 def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
     register(
@@ -27,4 +31,5 @@ def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
         {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
          "description": "Name of the environment variable that holds the value."},
         cache_key_safe=True,
+        watch=watch_env,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenflow.errors import ConfigError, CredentialError
-from tokenflow.plugins.contracts import PluginContext, SourceRegistrar
+from tokenflow.plugins.contracts import PluginContext, SourceRegistrar, Watched
 from tokenflow.plugins.hookspecs import hookimpl
 
 
@@ -33,6 +33,10 @@ def resolve_file(options: Any, context: PluginContext) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def watch_file(options: Any, context: PluginContext) -> Watched:
+    return Watched(files=(str(secret_file_path(options, context)),))
+
+
 @hookimpl
 def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
     register(
@@ -41,4 +45,5 @@ def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
         {"type": "string", "minLength": 1,
          "description": "Path of a file whose first line is the value (relative to the config)."},
         cache_key_safe=True,
+        watch=watch_file,
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenflow.base import cachefile
+from tokenflow.base.files import ensure_private_dir, write_atomic
 from tokenflow.errors import StorageError
 from tokenflow.plugins.contracts import PluginContext, StoreRegistrar, TokenStore
 from tokenflow.plugins.hookspecs import hookimpl
@@ -58,38 +58,6 @@ OPTIONS_SCHEMA: Mapping[str, Any] = {
 def token_dir(cache_dir: Path) -> Path:
     """Where the file store keeps tokens by default (the CLI fast path looks here too)."""
     return cache_dir / "tokens"
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create *path* (and parents) with mode 0700; tighten it if it exists looser."""
-    # mkdir(parents=True) creates missing parents with the umask's mode (0777 under umask 0):
-    # create each one private instead
-    for parent in reversed(path.parents):
-        if not parent.is_dir():
-            parent.mkdir(mode=0o700, exist_ok=True)
-    path.mkdir(mode=0o700, exist_ok=True)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        path.chmod(0o700)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write *data* to *path* so that readers and crashes see the old or the new content."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def sweep_temp_files(path: Path, min_age: float) -> None:
@@ -125,6 +93,10 @@ class FileStore:
         if not key or "/" in key or "\0" in key or key.startswith("."):
             raise StorageError(f"invalid cache key {key!r}")
         return self.directory / f"{key}.json"
+
+    def fast_path_file(self, key: str) -> str | None:
+        """The file holding *key*'s token (the CLI's fast path reads it directly)."""
+        return str(self.path(key))
 
     def load(self, key: str) -> Token | None:
         path = self.path(key)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from tokenflow.config.model import Config
+    from tokenflow.api import Tokenflow
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -195,8 +195,8 @@ def _setup_logging(verbosity: int) -> None:
     install_log_filters()
 
 
-def _load(ns: argparse.Namespace) -> Config:
-    from tokenflow.config.loader import load_config
+def _load(ns: argparse.Namespace) -> Tokenflow:
+    from tokenflow.api import load_config
 
     return load_config(*(ns.config or []))
 
@@ -212,7 +212,7 @@ def cmd_token(ns: argparse.Namespace) -> int:
     import time
 
     from tokenflow.base.output import render
-    from tokenflow.cli.fast.index import write_index
+    from tokenflow.cli.index_writer import write_index
 
     config = _load(ns)
     session = config.session(ns.profile)
@@ -224,7 +224,7 @@ def cmd_token(ns: argparse.Namespace) -> int:
 
 
 def cmd_validate(ns: argparse.Namespace) -> int:
-    from tokenflow.config.loader import load_config
+    from tokenflow.api import load_config
     from tokenflow.errors import ConfigError
 
     paths = ns.paths or ns.config or []

@@ -48,7 +48,7 @@ def _say(text: str) -> None:
 
 def run_demo(fast: bool = False) -> int:
     """Walk through fetch, cache hit, refresh and re-authentication; 0 when all went as shown."""
-    from tokenflow.config.loader import config_from_mapping
+    from tokenflow.api import config_from_mapping
     from tokenflow.plugins.host import build_plugin_host
     from tokenflow.testing import EmbeddedServer
 

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -44,13 +44,19 @@ from tokenflow.config.model import (
     StoreSpec,
 )
 from tokenflow.errors import ConfigError, ConfigIssue
-from tokenflow.plugins.host import PluginHost, build_plugin_host
+from tokenflow.plugins.host import PluginHost
 from tokenflow.redact import Secret
 
-__all__ = ["config_from_mapping", "full_schema", "load_config", "load_schema", "path_text"]
+__all__ = [
+    "config_from_data",
+    "document_schema",
+    "full_schema",
+    "load_schema",
+    "path_text",
+    "read_config",
+]
 
 JsonPath = tuple[str | int, ...]
-GRANTS = ("password", "client_credentials")
 SECTIONS = ("servers", "clients", "profiles")
 MAX_FILE_BYTES = 4 * 1024 * 1024
 _VAR_RE = re.compile(
@@ -272,9 +278,26 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
+def document_schema(host: PluginHost) -> dict[str, Any]:
+    """The schema each file is checked against: the base with every grant's profile keys.
+
+    A key of any registered grant is allowed in any profile (``tv: {extends: me, grant:
+    device_code}`` inherits ``me``'s ``redirect_uri``); whether the profile's own grant has what
+    it needs is checked after ``extends`` is resolved.
+    """
+    schema: dict[str, Any] = json.loads(json.dumps(load_schema()))
+    properties = schema["$defs"]["profile"]["properties"]
+    for name, entry in sorted(host.grants.items()):
+        for key, spec in ((entry.options_schema or {}).get("properties") or {}).items():
+            if key not in properties:
+                properties[key] = {**spec, "description": spec.get(
+                    "description", f"Used by the {name} grant.")}
+    return schema
+
+
 def full_schema(host: PluginHost) -> dict[str, Any]:
     """The schema with the plugins' parts: what ``tokenflow schema`` prints for editors."""
-    schema: dict[str, Any] = json.loads(json.dumps(load_schema()))
+    schema = document_schema(host)
     defs = schema["$defs"]
     store_options = [
         {"type": "object", "additionalProperties": False, "required": [name],
@@ -293,7 +316,7 @@ def full_schema(host: PluginHost) -> dict[str, Any]:
     ]
     defs["secret"]["oneOf"] = [{"type": "string"}, *source_options]
     defs["server"]["properties"]["dialect"]["enum"] = sorted(host.dialects)
-    defs["profile"]["properties"]["grant"]["enum"] = list(GRANTS)
+    defs["profile"]["properties"]["grant"]["enum"] = sorted(host.grants)
     return schema
 
 
@@ -365,6 +388,7 @@ class _Assembly:
         default_factory=lambda: {name: {} for name in SECTIONS}
     )
     used_env: set[str] = field(default_factory=set)
+    schema: dict[str, Any] | None = None
 
     def add_document(self, doc: Document, environ: Mapping[str, str]) -> None:
         if not isinstance(doc.data, dict):
@@ -373,7 +397,9 @@ class _Assembly:
         doc.data = _expand(doc.data, (), doc, environ, self.used_env, self.issues)
         broken_entries: set[tuple[str, str]] = set()
         shape_broken = False
-        for path, issue in _schema_issues(doc, doc.data, load_schema()):
+        if self.schema is None:
+            self.schema = document_schema(self.host)
+        for path, issue in _schema_issues(doc, doc.data, self.schema):
             self.issues.append(issue)  # every schema error is reported, whatever comes first
             if len(path) < 2 or path[0] not in SECTIONS:
                 shape_broken = True
@@ -614,21 +640,8 @@ class _ModelBuilder:
             doc, path = at("client")
             self.issues.append(doc.issue(path, f"unknown client {value['client']!r}{_known(clients)}"))
             ok = False
-        grant = value["grant"]
-        if grant not in GRANTS:
-            doc, path = at("grant")
-            self.issues.append(doc.issue(path, f"unknown grant {grant!r}; known: {', '.join(GRANTS)}"))
-            ok = False
-        secrets: dict[str, SecretSpec | None] = {}
-        for key in ("username", "password"):
-            if key in value:
-                doc, path = at(key)
-                secrets[key] = self.secret(value[key], doc, path)
-                ok = ok and secrets[key] is not None
-            elif grant == "password":
-                self.issues.append(own.doc.issue(("profiles", name),
-                                                 f"the password grant needs {key}", key=True))
-                ok = False
+        grant_options = self.grant_options(name, value, at, own)
+        ok = ok and grant_options is not None
         store_spec: StoreSpec | None = StoreSpec("file", {}, own.doc.base_dir)
         if "store" in value:
             doc_entry = keys["store"][1]
@@ -643,9 +656,8 @@ class _ModelBuilder:
             name=name,
             server=server,
             client=client,
-            grant=grant,
-            username=secrets.get("username"),
-            password=secrets.get("password"),
+            grant=value["grant"],
+            grant_options=grant_options or {},
             scope=scope or None,
             store=store_spec,
             refresh_margin=float(value.get("refresh_margin", DEFAULT_REFRESH_MARGIN)),
@@ -655,6 +667,44 @@ class _ModelBuilder:
             where=own.doc.location(("profiles", name)),
             extends=lineage,
         )
+
+    def grant_options(
+        self,
+        name: str,
+        value: Mapping[str, Any],
+        at: Callable[[str], tuple[Document, JsonPath]],
+        own: _Entry,
+    ) -> dict[str, Any] | None:
+        """The profile's keys that its grant declares, checked against the grant's schema."""
+        grant = value["grant"]
+        entry = self.host.grants.get(grant)
+        if entry is None:
+            doc, path = at("grant")
+            self.issues.append(doc.issue(path, f"unknown grant {grant!r}{_known(self.host.grants)}"))
+            return None
+        schema = entry.options_schema or {}
+        secret_keys = set(entry.grant.secret_options)
+        options: dict[str, Any] = {}
+        ok = True
+        for key in schema.get("required", ()):
+            if key not in value:
+                self.issues.append(own.doc.issue(("profiles", name),
+                                                 f"the {grant} grant needs {key}", key=True))
+                ok = False
+        for key, key_schema in (schema.get("properties") or {}).items():
+            if key not in value:
+                continue
+            doc, path = at(key)
+            if key in secret_keys:
+                spec = self.secret(value[key], doc, path)
+                ok = ok and spec is not None
+                options[key] = spec
+                continue
+            found = [i for _, i in _schema_issues(doc, value[key], key_schema, path)]
+            self.issues.extend(found)
+            ok = ok and not found
+            options[key] = value[key]
+        return options if ok else None
 
     def build(self, files: tuple[Path, ...], cache_dir: Path) -> Config:
         sections = self.asm.sections
@@ -677,7 +727,6 @@ class _ModelBuilder:
             servers={k: v for k, v in servers.items() if v is not None},
             clients={k: v for k, v in clients.items() if v is not None},
             files=files,
-            plugins=self.host,
             cache_dir=cache_dir,
             env_used=frozenset(self.asm.used_env),
         )
@@ -708,21 +757,21 @@ def _assemble(
     docs: Sequence[Document],
     parse_issues: list[ConfigIssue],
     files: tuple[Path, ...],
-    plugins: PluginHost | None,
+    plugins: PluginHost,
     environ: Mapping[str, str] | None,
     cache_dir: Path | None,
 ) -> Config:
     env = os.environ if environ is None else environ
-    asm = _Assembly(plugins if plugins is not None else build_plugin_host(), list(parse_issues))
+    asm = _Assembly(plugins, list(parse_issues))
     for doc in docs:
         asm.add_document(doc, env)
     cache = cache_dir if cache_dir is not None else Path(locations.cache_dir())
     return _ModelBuilder(asm, env).build(files, cache)
 
 
-def load_config(
+def read_config(
     *paths: str | os.PathLike[str],
-    plugins: PluginHost | None = None,
+    plugins: PluginHost,
     environ: Mapping[str, str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Config:
@@ -754,12 +803,12 @@ def load_config(
                      Path(cache_dir) if cache_dir is not None else None)
 
 
-def config_from_mapping(
+def config_from_data(
     data: Mapping[str, Any],
     source: str = "<mapping>",
     *,
+    plugins: PluginHost,
     base_dir: str | os.PathLike[str] | None = None,
-    plugins: PluginHost | None = None,
     environ: Mapping[str, str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Config:

@@ -7,17 +7,12 @@ resolves and every required key is present, so code using them never re-checks.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tokenflow.errors import ConfigError
-
-if TYPE_CHECKING:
-    from tokenflow.engine.session import TokenSession
-    from tokenflow.plugins.host import PluginHost
 
 __all__ = ["ClientSpec", "Config", "Profile", "SecretSpec", "ServerSpec", "StoreSpec"]
 
@@ -87,8 +82,8 @@ class Profile:
     server: ServerSpec
     client: ClientSpec
     grant: str
-    username: SecretSpec | None = None
-    password: SecretSpec | None = None
+    # the grant's own keys (username, redirect_uri...); secret ones hold a SecretSpec
+    grant_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     scope: str | None = None
     store: StoreSpec = field(default_factory=lambda: StoreSpec("file", {}, Path.cwd()))
     refresh_margin: float = DEFAULT_REFRESH_MARGIN
@@ -98,13 +93,19 @@ class Profile:
     where: str = ""  # FILE:LINE where the profile is defined
     extends: tuple[str, ...] = ()  # the chain of parents, nearest first
 
+    @property
+    def username(self) -> SecretSpec | None:
+        """The ``username`` key, where the grant has one (password grant)."""
+        value = self.grant_options.get("username")
+        return value if isinstance(value, SecretSpec) else None
 
-@dataclass(eq=False)
+
+@dataclass(frozen=True, slots=True)
 class Config:
-    """A loaded, validated configuration: what :func:`tokenflow.load_config` returns.
+    """A loaded, validated configuration: profiles, servers, clients and where they came from.
 
-    Sessions are created on demand and reused, so every caller in a process shares one token
-    (and one connection pool) per profile.
+    A frozen value. The plugins that validated it and the sessions that serve it belong to
+    :class:`tokenflow.api.Tokenflow`, which :func:`tokenflow.load_config` returns.
     """
 
     profiles: Mapping[str, Profile]
@@ -112,11 +113,8 @@ class Config:
     servers: Mapping[str, ServerSpec]
     clients: Mapping[str, ClientSpec]
     files: tuple[Path, ...]
-    plugins: PluginHost
     cache_dir: Path
     env_used: frozenset[str] = frozenset()
-    _sessions: dict[str, TokenSession] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def default_profile_name(self) -> str:
         """``$TOKENFLOW_PROFILE``, else the only profile, else a ConfigError listing them."""
@@ -140,28 +138,3 @@ class Config:
                 ) from None
             names = ", ".join(sorted(self.profiles)) or "none"
             raise ConfigError(f"unknown profile {name!r}; profiles: {names}") from None
-
-    def session(self, name: str | None = None, **options: Any) -> TokenSession:
-        """The thread-safe :class:`~tokenflow.engine.TokenSession` of a profile.
-
-        Without *options* the session is cached and shared; with options (for example
-        ``clock=`` or ``store=`` in tests) a new, private session is built.
-        """
-        from tokenflow.engine.session import TokenSession
-
-        profile = self.profile(name)
-        if options:
-            return TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir, **options)
-        with self._lock:
-            session = self._sessions.get(profile.name)
-            if session is None:
-                session = TokenSession(profile, plugins=self.plugins, cache_dir=self.cache_dir)
-                self._sessions[profile.name] = session
-            return session
-
-    def close(self) -> None:
-        """Close every session's connection pool."""
-        with self._lock:
-            for session in self._sessions.values():
-                session.close()
-            self._sessions.clear()

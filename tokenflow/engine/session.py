@@ -30,12 +30,13 @@ import enum
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tokenflow.config.model import Profile, SecretSpec
+from tokenflow.engine.identity import cache_key, user_identity
 from tokenflow.errors import (
     ConfigError,
     CredentialError,
@@ -46,19 +47,18 @@ from tokenflow.errors import (
 )
 from tokenflow.events import EventKind, TokenEvent
 from tokenflow.keyedlocks import KeyedLocks
-from tokenflow.plugins.contracts import PluginContext, TokenStore
+from tokenflow.plugins.contracts import HttpRequest, HttpResponse, PluginContext, TokenStore
 from tokenflow.plugins.host import PluginHost
 from tokenflow.redact import Secret
 from tokenflow.tokens import Token, parse_token_response
 
 __all__ = [
     "REFUSED_REFRESH_ERRORS",
+    "LoginPrompt",
     "State",
     "StatusReport",
     "TokenSession",
-    "cache_key",
     "classify",
-    "username_identity",
 ]
 
 REFUSED_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token"})
@@ -85,53 +85,6 @@ def classify(token: Token | None, now: float, margin: float) -> State:
     if now >= token.refresh_at(margin):
         return State.EXPIRING
     return State.FRESH
-
-
-# -- cache keys ---------------------------------------------------------------------------------
-def username_identity(
-    profile: Profile, plugins: PluginHost, resolve: Callable[[SecretSpec], str]
-) -> Any:
-    """The user's part of the cache key.
-
-    A literal, or the value of a cheap source (``env``, ``file``: ``cache_key_safe``), enters by
-    value, so two profiles naming one user share a token. For other sources (command, keyring,
-    prompt) the source spec stands in, so computing the key never runs a command or prompts.
-    """
-    spec = profile.username
-    if spec is None:
-        return None
-    # "=" tags a value whatever its source (no source can be called "="), so a literal "alice"
-    # and {env: USER} holding "alice" are one identity, as DESIGN.md section 7 says
-    if spec.kind == "literal":
-        return ["=", spec.options.reveal()]
-    source = plugins.sources.get(spec.kind)
-    if source is not None and source.cache_key_safe:
-        return ["=", resolve(spec)]
-    return [spec.kind, spec.options]
-
-
-def cache_key(profile: Profile, username: Any) -> str:
-    """What identifies a token: URL, client, grant, scope, extra params and the user.
-
-    Never the profile name (two profiles for one identity share a token) and never the
-    password. *username* is the user's identity from :func:`username_identity`.
-    """
-    import hashlib
-    import json
-
-    material = json.dumps(
-        [
-            profile.server.token_url,
-            profile.client.client_id,
-            profile.grant,
-            profile.scope,
-            sorted(profile.params.items()),
-            username,
-        ],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 # shared by every session of this process, so two sessions of one identity refresh once
@@ -163,19 +116,25 @@ class TokenSession:
         plugins: PluginHost,
         cache_dir: Path,
         clock: Clock = time.time,
+        sleep: Callable[[float], None] = time.sleep,
         store: TokenStore | None = None,
         interactive: bool | None = None,
+        login: Callable[[LoginPrompt], None] | None = None,
     ) -> None:
         self.profile = profile
         self._plugins = plugins
         self._clock = clock
+        self._sleep = sleep
         if interactive is None:
             interactive = bool(sys.stdin and sys.stdin.isatty())
         self._cache_dir = cache_dir
         self._interactive = interactive
+        self._login = login
         self._secrets: dict[str, str] = {}
         self._dialect = plugins.dialect(profile.server.dialect)
-        identity = username_identity(profile, plugins, lambda spec: self._secret("username", spec))
+        self._grant_entry = plugins.grant(profile.grant)
+        identity = user_identity(profile, self._grant_entry.grant.identity_options,
+                                 plugins.sources, self._secret)
         self.cache_key = cache_key(profile, identity)
         self._lock = _key_lock(self.cache_key)
         if store is None:
@@ -282,13 +241,22 @@ class TokenSession:
 
     # -- requests ------------------------------------------------------------------------------
     def _grant(self, reason: TokenRequestError | None) -> Token:
+        """Run the profile's grant plugin (the first token, or after a refused refresh)."""
         profile = self.profile
-        params: dict[str, str] = {"grant_type": profile.grant}
+        grant = self._grant_entry.grant
+        context = _SessionGrantContext(self)
+        if grant.interactive and not context.interactive:
+            why = (f"the refresh token was refused ({reason.error}) and " if reason is not None
+                   else "no token is cached and ")
+            raise ReauthenticationRequired(
+                f"profile {profile.name!r}: {why}its {profile.grant} grant needs a person to sign "
+                f"in: run `tokenflow login {profile.name}`",
+                error=reason.error if reason else None,
+                error_description=reason.error_description if reason else None,
+                status=reason.status if reason else None,
+            )
         try:
-            if profile.grant == "password":
-                assert profile.username is not None and profile.password is not None
-                params["username"] = self._secret("username", profile.username)
-                params["password"] = self._secret("password", profile.password)
+            return grant.obtain(context)
         except CredentialError as exc:
             if reason is not None:
                 raise ReauthenticationRequired(
@@ -298,11 +266,15 @@ class TokenSession:
                     status=reason.status,
                 ) from None
             raise
-        if profile.scope:
-            params["scope"] = profile.scope
-        for name, value in profile.params.items():
-            params.setdefault(name, value)
-        return self._request(params, previous_refresh_token=None)
+
+    def _grant_params(self, params: Mapping[str, str]) -> dict[str, str]:
+        """A grant's parameters with the profile's ``scope`` and extra ``params`` added."""
+        full = dict(params)
+        if self.profile.scope:
+            full.setdefault("scope", self.profile.scope)
+        for name, value in self.profile.params.items():
+            full.setdefault(name, value)
+        return full
 
     def _refresh(self, token: Token) -> Token:
         assert token.refresh_token is not None
@@ -352,6 +324,19 @@ class TokenSession:
     # -- secrets -------------------------------------------------------------------------------
     def _context(self, base_dir: Path) -> PluginContext:
         return PluginContext(self.profile.name, base_dir, self._cache_dir, self._interactive)
+
+    def login(self) -> Token:
+        """Run the profile's grant now, whatever is cached, and store the result (``tokenflow
+        login``): for an interactive grant, this is when the person signs in."""
+        started = time.perf_counter()
+        try:
+            with self._lock, self.store.lock(self.cache_key):
+                token = self._grant(reason=None)
+                self._save(token, EventKind.FETCHED, started)
+                return self._remember(token)
+        except TokenflowError as exc:
+            self._emit(EventKind.FAILED, None, started, error=_error_code(exc))
+            raise
 
     def _secret(self, name: str, spec: SecretSpec) -> str:
         """Resolve a secret once per session (a command or prompt runs once, not per refresh)."""
@@ -458,6 +443,77 @@ class TokenSession:
 
     def __repr__(self) -> str:
         return f"TokenSession(profile={self.profile.name!r}, cache_key={self.cache_key!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPrompt:
+    """What a person must do to sign in, handed to a session's ``login`` callback.
+
+    :param profile: the profile signing in.
+    :param message: one line for the person ("Open this URL to sign in", ...).
+    :param url: the URL to open (authorization or verification URI), if any.
+    :param user_code: the code to enter at *url* (device grant), if any.
+    """
+
+    profile: str
+    message: str
+    url: str | None = None
+    user_code: str | None = None
+
+
+class _SessionGrantContext:
+    """The :class:`~tokenflow.plugins.contracts.GrantContext` a session hands its grant."""
+
+    def __init__(self, session: TokenSession) -> None:
+        self._session = session
+        profile = session.profile
+        self.profile = profile.name
+        self.options = profile.grant_options
+        self.interactive = session._interactive or session._login is not None
+        self.client_id = profile.client.client_id
+        self.issuer: str | None = None
+
+    def secret(self, key: str) -> str | None:
+        spec = self.options.get(key)
+        if spec is None:
+            return None
+        if not isinstance(spec, SecretSpec):
+            raise ConfigError(f"profile {self.profile!r}: {key} is not a secret option")
+        return self._session._secret(key, spec)
+
+    def endpoint(self, name: str) -> str | None:
+        server = self._session.profile.server
+        return {"token": server.token_url, "revocation": server.revoke_url}.get(name)
+
+    def request_token(self, params: Mapping[str, str]) -> Token:
+        return self._session._request(self._session._grant_params(params),
+                                      previous_refresh_token=None)
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self._session._get_transport().send(
+            request, on_retry=self._session._on_retry)
+        return response
+
+    def clock(self) -> float:
+        return self._session._clock()
+
+    def sleep(self, seconds: float) -> None:
+        self._session._sleep(seconds)
+
+    def notify(self, message: str, *, url: str | None = None, user_code: str | None = None) -> None:
+        session = self._session
+        # the event names the page without its query string: an authorization URL carries the
+        # state, which must stay out of logs (the person sees the whole URL below)
+        page = url.split("?", 1)[0] if url else None
+        session._emit(EventKind.LOGIN_REQUIRED, None, time.perf_counter(),
+                      detail=" ".join(part for part in (page, user_code) if part))
+        prompt = LoginPrompt(self.profile, message, url, user_code)
+        if session._login is not None:
+            session._login(prompt)
+            return
+        lines = [message, *(part for part in (url, user_code and f"code: {user_code}") if part)]
+        sys.stderr.write("".join(f"tokenflow: {line}\n" for line in lines))
+        sys.stderr.flush()
 
 
 def _error_code(exc: BaseException) -> str:

@@ -9,26 +9,38 @@ calls the hooks through pluggy's own hook callers.
 from tokenflow.plugins.contracts import (
     Dialect,
     DialectRegistrar,
+    FastPathStore,
+    Grant,
+    GrantContext,
+    GrantRegistrar,
     HttpRequest,
+    HttpResponse,
     PluginContext,
     SecretResolver,
     SourceRegistrar,
     StoreFactory,
     StoreRegistrar,
     TokenStore,
+    Watched,
 )
 from tokenflow.plugins.hookspecs import hookimpl, hookspec
 
 __all__ = [
     "Dialect",
     "DialectRegistrar",
+    "FastPathStore",
+    "Grant",
+    "GrantContext",
+    "GrantRegistrar",
     "HttpRequest",
+    "HttpResponse",
     "PluginContext",
     "SecretResolver",
     "SourceRegistrar",
     "StoreFactory",
     "StoreRegistrar",
     "TokenStore",
+    "Watched",
     "hookimpl",
     "hookspec",
 ]

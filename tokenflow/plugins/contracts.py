@@ -17,6 +17,7 @@ from tokenflow.tokens import Token
 __all__ = [
     "Dialect",
     "DialectRegistrar",
+    "FastPathStore",
     "Grant",
     "GrantContext",
     "GrantRegistrar",
@@ -24,10 +25,12 @@ __all__ = [
     "HttpResponse",
     "PluginContext",
     "SecretResolver",
+    "SecretWatch",
     "SourceRegistrar",
     "StoreFactory",
     "StoreRegistrar",
     "TokenStore",
+    "Watched",
 ]
 
 
@@ -68,11 +71,44 @@ class TokenStore(Protocol):
         """Serialise refreshes of *key* across every process (or host) sharing the store."""
 
 
+@runtime_checkable
+class FastPathStore(Protocol):
+    """An optional capability of a :class:`TokenStore`: its tokens can be read without it.
+
+    The CLI's cached path (``tokenflow token`` answered in a few milliseconds) imports no plugin:
+    it reads one file in tokenflow's cache-file format (:mod:`tokenflow.base.cachefile`). A store
+    that keeps a key's token in such a file says where; any other store is simply not offered to
+    the fast path, and the CLI takes the full path for its profiles.
+    """
+
+    def fast_path_file(self, key: str) -> str | None:
+        """The absolute path of the cache file holding *key*'s token, or ``None``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What a secret's value depends on, so a cache of derived facts knows when it is stale.
+
+    :param env: environment variables the value is read from.
+    :param files: files the value is read from.
+    """
+
+    env: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+
 StoreFactory = Callable[[Mapping[str, Any], PluginContext], TokenStore]
 """``factory(options, context) -> TokenStore``; options as written in the profile."""
 
 SecretResolver = Callable[[Any, PluginContext], str]
 """``resolver(options, context) -> str``; raise CredentialError or ConfigError on failure."""
+
+SecretWatch = Callable[[Any, PluginContext], Watched]
+"""``watch(options, context) -> Watched``: what a ``cache_key_safe`` source's value depends on.
+
+The CLI's fast path keys tokens by such a value (a username from ``{env: USER}``) and must
+notice when it changes without calling any plugin: it re-checks what ``watch`` names. A
+``cache_key_safe`` source without ``watch`` keeps its profiles on the full path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +177,20 @@ class GrantContext(Protocol):
     :ivar issuer: the server's issuer identifier (RFC 8414), when configured or discovered.
     """
 
-    profile: str
-    options: Mapping[str, Any]
-    interactive: bool
-    client_id: str
-    issuer: str | None
+    @property
+    def profile(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+    @property
+    def interactive(self) -> bool: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def issuer(self) -> str | None: ...
 
     def secret(self, key: str) -> str | None:
         """The value of a secret option (resolved once per session); ``None`` when not set."""
@@ -191,9 +236,14 @@ class Grant(Protocol):
         their source (by value only for cheap sources such as ``env`` and ``file``).
     """
 
-    interactive: bool
-    secret_options: Collection[str]
-    identity_options: Collection[str]
+    @property
+    def interactive(self) -> bool: ...
+
+    @property
+    def secret_options(self) -> Collection[str]: ...
+
+    @property
+    def identity_options(self) -> Collection[str]: ...
 
     def obtain(self, context: GrantContext) -> Token:
         """Run the grant and return the new token (the engine saves it)."""
@@ -217,6 +267,7 @@ class SourceRegistrar(Protocol):
         resolver: SecretResolver,
         options_schema: Mapping[str, Any] | None = None,
         cache_key_safe: bool = False,
+        watch: SecretWatch | None = None,
     ) -> None: ...
 
 

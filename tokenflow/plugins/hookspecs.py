@@ -51,7 +51,8 @@ def tokenflow_register_stores(register: StoreRegistrar) -> None:
 def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
     """Register secret sources (where passwords, usernames and client secrets come from).
 
-    :param register: call ``register(name, resolver, options_schema=None, cache_key_safe=False)``.
+    :param register: call ``register(name, resolver, options_schema=None, cache_key_safe=False,
+        watch=None)``.
         A profile uses the source as ``{NAME: OPTIONS}``; ``resolver(options, context) -> str`` gets
         OPTIONS exactly as written (after ``${VAR}`` expansion), validated against
         ``options_schema``. It is called when the value is needed (lazily, at most once per
@@ -59,7 +60,9 @@ def tokenflow_register_secret_sources(register: SourceRegistrar) -> None:
         cannot be had (never include the value in the message), or
         :class:`~tokenflow.errors.ConfigError` when the options are wrong. ``cache_key_safe=True``
         says the value is cheap and side-effect free, so a username from this source may enter
-        the cache key by value; otherwise the source spec itself is used.
+        the cache key by value; otherwise the source spec itself is used. ``watch(options,
+        context) -> Watched`` names the variables and files such a value is read from, so the
+        CLI's fast path can tell, without calling the plugin, that its cached answer still holds.
     """
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Final
 
 import pluggy
@@ -22,11 +25,10 @@ from tokenflow.events import TokenEvent
 from tokenflow.plugins import hookspecs
 from tokenflow.plugins.contracts import (
     Dialect,
-    DialectRegistrar,
+    Grant,
     SecretResolver,
-    SourceRegistrar,
+    SecretWatch,
     StoreFactory,
-    StoreRegistrar,
 )
 from tokenflow.redact import get_logger
 
@@ -34,6 +36,7 @@ __all__ = [
     "BUILTIN_PLUGINS",
     "REQUIRED_PLUGINS",
     "DialectEntry",
+    "GrantEntry",
     "PluginHost",
     "PluginInfo",
     "SourceEntry",
@@ -54,10 +57,12 @@ BUILTIN_PLUGINS: Final[dict[str, str]] = {
     "tokenflow.prompt_source": "tokenflow.builtins.prompt_source",
     "tokenflow.teamserver": "tokenflow.builtins.teamserver",
     "tokenflow.rfc6749": "tokenflow.builtins.rfc6749",
+    "tokenflow.grants": "tokenflow.builtins.grants",
     "tokenflow.logging_sink": "tokenflow.builtins.logging_sink",
 }
 # The CLI cannot run without these: the default store of every profile and the default dialect.
 REQUIRED_PLUGINS: Final = frozenset({"tokenflow.file_store", "tokenflow.rfc6749"})
+_GRANT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[a-z][a-z0-9+.-]*:[!-~]+")  # or a URN/URI
 
 ENTRY_POINT_GROUP: Final = "tokenflow"
 
@@ -77,12 +82,21 @@ class SourceEntry:
     options_schema: Mapping[str, Any] | None
     cache_key_safe: bool
     plugin: str
+    watch: SecretWatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DialectEntry:
     name: str
     dialect: Dialect
+    plugin: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrantEntry:
+    name: str
+    grant: Grant
+    options_schema: Mapping[str, Any] | None
     plugin: str
 
 
@@ -101,47 +115,85 @@ def _env_list(name: str) -> list[str]:
 
 
 class PluginHost:
-    """The registered stores, secret sources, dialects and event observers of one process."""
+    """The registered stores, secret sources, dialects, grants and event observers of a process.
+
+    Every hook is called through pluggy's own hook callers (``pm.hook.<name>(...)``), so
+    ``tryfirst``/``trylast`` ordering, ``wrapper=True`` and ``hookwrapper=True`` implementations
+    behave exactly as in pytest. A ``register`` callable learns which plugin is calling it from
+    the call stack (the frame of that plugin's hook implementation), so a name registered twice
+    is reported with both plugins' names.
+    """
 
     def __init__(self, pm: pluggy.PluginManager, origins: Mapping[str, str]) -> None:
         self._pm = pm
         self.stores: dict[str, StoreEntry] = {}
         self.sources: dict[str, SourceEntry] = {}
         self.dialects: dict[str, DialectEntry] = {}
+        self.grants: dict[str, GrantEntry] = {}
+        self._pending: list[tuple[str, Callable[[], None]]] = []
         self._infos: dict[str, PluginInfo] = {
             name: PluginInfo(name, origin, required=name in REQUIRED_PLUGINS)
             for name, origin in origins.items()
         }
         self._collect()
-        # get_hookimpls() is in registration order: built-ins first, as documented
-        self._observers: list[tuple[str, Callable[..., object]]] = [
-            (impl.plugin_name, impl.function) for impl in pm.hook.tokenflow_event.get_hookimpls()
-        ]
-        for plugin, _ in self._observers:
-            self._infos.setdefault(plugin, PluginInfo(plugin, "unknown")).registers.append(
-                "event observer"
-            )
+        self._event_impls = pm.hook.tokenflow_event.get_hookimpls()
+        for impl in self._event_impls:
+            self._infos.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name, "unknown")) \
+                .registers.append("event observer")
 
     # -- registration --------------------------------------------------------------------------
     def _collect(self) -> None:
         hook = self._pm.hook
-        for impl in hook.tokenflow_register_stores.get_hookimpls():
-            self._call(impl, self._store_registrar(impl.plugin_name))
-        for impl in hook.tokenflow_register_secret_sources.get_hookimpls():
-            self._call(impl, self._source_registrar(impl.plugin_name))
-        for impl in hook.tokenflow_register_dialects.get_hookimpls():
-            self._call(impl, self._dialect_registrar(impl.plugin_name))
+        self._call(hook.tokenflow_register_stores, self._register_store)
+        self._call(hook.tokenflow_register_secret_sources, self._register_source)
+        self._call(hook.tokenflow_register_dialects, self._register_dialect)
+        self._call(hook.tokenflow_register_grants, self._register_grant)
 
-    @staticmethod
-    def _call(impl: pluggy.HookImpl, register: object) -> None:
+    def _call(self, hook: pluggy.HookCaller, register: Callable[..., None]) -> None:
+        """Call a registration hook through pluggy; a plugin that fails is a PluginError.
+
+        pluggy calls the most recently registered plugin first; what they register is applied
+        afterwards in registration order (built-ins first), so a third-party plugin that takes
+        a built-in name is the one reported, and listings read in a stable order.
+        """
+        self._pending = []
         try:
-            impl.function(register=register)
+            hook(register=register)
         except PluginError:
             raise
         except Exception as exc:
+            plugin = self._plugin_in_traceback(hook, exc) or "unknown"
             raise PluginError(
-                f"plugin {impl.plugin_name!r} failed while registering: {type(exc).__name__}: {exc}"
+                f"plugin {plugin!r} failed while registering: {type(exc).__name__}: {exc}"
             ) from exc
+        rank = {name: index for index, (name, _) in enumerate(self._pm.list_name_plugin())}
+        for _, apply in sorted(self._pending, key=lambda item: rank.get(item[0], len(rank))):
+            apply()
+
+    def _impl_codes(self, hook: pluggy.HookCaller) -> dict[int, str]:
+        # by identity: two plugins made from the same source have equal code objects
+        return {id(getattr(impl.function, "__code__", None)): impl.plugin_name
+                for impl in hook.get_hookimpls()}
+
+    def _calling_plugin(self, hook_name: str) -> str:
+        """The plugin whose hook implementation is calling ``register`` right now."""
+        codes = self._impl_codes(getattr(self._pm.hook, hook_name))
+        frame: FrameType | None = sys._getframe(2)
+        while frame is not None:
+            plugin = codes.get(id(frame.f_code))
+            if plugin is not None:
+                return plugin
+            frame = frame.f_back
+        return "unknown"
+
+    def _plugin_in_traceback(self, hook: pluggy.HookCaller, exc: BaseException) -> str | None:
+        codes = self._impl_codes(hook)
+        found = None
+        tb = exc.__traceback__
+        while tb is not None:
+            found = codes.get(id(tb.tb_frame.f_code), found)
+            tb = tb.tb_next
+        return found
 
     def _claim(self, kind: str, name: str, plugin: str, taken: Mapping[str, Any]) -> None:
         if not isinstance(name, str) or not name.isidentifier():
@@ -153,54 +205,83 @@ class PluginHost:
         info = self._infos.setdefault(plugin, PluginInfo(plugin, "unknown"))
         info.registers.append(f"{kind} {name}")
 
-    def _store_registrar(self, plugin: str) -> StoreRegistrar:
-        def register(
-            name: str, factory: StoreFactory, options_schema: Mapping[str, Any] | None = None
-        ) -> None:
+    def _register_store(
+        self, name: str, factory: StoreFactory, options_schema: Mapping[str, Any] | None = None
+    ) -> None:
+        plugin = self._calling_plugin("tokenflow_register_stores")
+
+        def apply() -> None:
             self._claim("store", name, plugin, self.stores)
             self.stores[name] = StoreEntry(name, factory, options_schema, plugin)
 
-        return register
+        self._pending.append((plugin, apply))
 
-    def _source_registrar(self, plugin: str) -> SourceRegistrar:
-        def register(
-            name: str,
-            resolver: SecretResolver,
-            options_schema: Mapping[str, Any] | None = None,
-            cache_key_safe: bool = False,
-        ) -> None:
+    def _register_source(
+        self,
+        name: str,
+        resolver: SecretResolver,
+        options_schema: Mapping[str, Any] | None = None,
+        cache_key_safe: bool = False,
+        watch: SecretWatch | None = None,
+    ) -> None:
+        plugin = self._calling_plugin("tokenflow_register_secret_sources")
+
+        def apply() -> None:
             self._claim("secret source", name, plugin, self.sources)
-            self.sources[name] = SourceEntry(name, resolver, options_schema, cache_key_safe, plugin)
+            self.sources[name] = SourceEntry(name, resolver, options_schema, cache_key_safe,
+                                             plugin, watch)
 
-        return register
+        self._pending.append((plugin, apply))
 
-    def _dialect_registrar(self, plugin: str) -> DialectRegistrar:
-        def register(name: str, dialect: Dialect) -> None:
+    def _register_dialect(self, name: str, dialect: Dialect) -> None:
+        plugin = self._calling_plugin("tokenflow_register_dialects")
+
+        def apply() -> None:
             self._claim("dialect", name, plugin, self.dialects)
             self.dialects[name] = DialectEntry(name, dialect, plugin)
 
-        return register
+        self._pending.append((plugin, apply))
+
+    def _register_grant(
+        self, name: str, grant: Grant, options_schema: Mapping[str, Any] | None = None
+    ) -> None:
+        plugin = self._calling_plugin("tokenflow_register_grants")
+
+        def apply() -> None:
+            if not isinstance(name, str) or not _GRANT_NAME.fullmatch(name):
+                raise PluginError(f"plugin {plugin!r} registered a grant with a bad name {name!r}")
+            if name in self.grants:
+                raise PluginError(f"grant {name!r} is registered by both "
+                                  f"{self.grants[name].plugin!r} and {plugin!r}")
+            self._infos.setdefault(plugin, PluginInfo(plugin, "unknown")).registers.append(
+                f"grant {name}")
+            self.grants[name] = GrantEntry(name, grant, options_schema, plugin)
+
+        self._pending.append((plugin, apply))
 
     # -- use -----------------------------------------------------------------------------------
     @property
     def has_observers(self) -> bool:
         """Whether anyone listens: the engine skips building events when nobody does."""
-        return bool(self._observers)
+        return bool(self._event_impls)
 
     def observer_plugins(self) -> list[str]:
-        """Names of the plugins that implement ``tokenflow_event``."""
-        return [plugin for plugin, _ in self._observers]
+        """Names of the plugins that implement ``tokenflow_event`` (wrappers included)."""
+        return [impl.plugin_name for impl in self._event_impls]
 
     def emit(self, event: TokenEvent) -> None:
-        """Deliver *event* to every observer; one that raises is logged and skipped."""
-        for plugin, observer in self._observers:
-            try:
-                observer(event=event)
-            except Exception as exc:
-                log.warning(
-                    "event observer of plugin %r raised %s: %s (ignored)",
-                    plugin, type(exc).__name__, exc,
-                )
+        """Deliver *event* through pluggy's hook caller.
+
+        An observer that raises is reported on the ``tokenflow.plugins`` logger and never breaks
+        the token flow; as in pluggy, observers after it in the call order miss that one event.
+        """
+        hook = self._pm.hook.tokenflow_event
+        try:
+            hook(event=event)
+        except Exception as exc:
+            plugin = self._plugin_in_traceback(hook, exc) or "unknown"
+            log.warning("event observer of plugin %r raised %s: %s (ignored)",
+                        plugin, type(exc).__name__, exc)
 
     def plugins(self) -> list[PluginInfo]:
         """Every registered plugin, built-ins first, with what it registered."""
@@ -232,6 +313,14 @@ class PluginHost:
         except KeyError:
             raise PluginError(
                 f"unknown dialect {name!r}; known: {', '.join(sorted(self.dialects))}"
+            ) from None
+
+    def grant(self, name: str) -> GrantEntry:
+        try:
+            return self.grants[name]
+        except KeyError:
+            raise PluginError(
+                f"unknown grant {name!r}; known: {', '.join(sorted(self.grants)) or 'none'}"
             ) from None
 
 

@@ -32,13 +32,13 @@ import sys
 import time
 
 from tokenflow.base import cachefile, locations, output
+from tokenflow.base.freshness import refresh_at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from tokenflow.config.model import Config
 
 INDEX_FORMAT = 1
 _PLUGIN_ENV = ("TOKENFLOW_PLUGINS", "TOKENFLOW_DISABLE_PLUGINS")
@@ -103,9 +103,9 @@ def index_path(cache_dir: str, sources: Sequence[str]) -> str:
 
 
 def _version() -> str:
-    from tokenflow import __version__
+    from tokenflow.base.version import VERSION
 
-    return __version__
+    return VERSION
 
 
 # -- reading (the fast path itself) --------------------------------------------------------------
@@ -184,82 +184,10 @@ def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | 
         expires_at = float(token["expires_at"])
         obtained_at = float(token.get("obtained_at", expires_at))
         access = token["access_token"]
-        margin = min(float(entry["margin"]), max(expires_at - obtained_at, 0.0) / 2)
-        if not isinstance(access, str) or now >= expires_at - margin:
+        if not isinstance(access, str) or now >= refresh_at(expires_at, obtained_at,
+                                                            float(entry["margin"])):
             return None
         return output.render(fmt, access, str(token.get("token_type", "Bearer")), expires_at,
                              token.get("scope"), now)
     except (KeyError, TypeError, ValueError):
         return None
-
-
-# -- writing (called by the full path after it loaded the config) --------------------------------
-def write_index(config: Config, sources: Sequence[str]) -> None:
-    """Compile *config* into the index the fast path reads. Never raises: it is an optimisation."""
-    try:
-        _write_index(config, sources)
-    except Exception as exc:  # a read-only cache or odd profile must not fail the command
-        import logging
-
-        logging.getLogger("tokenflow.fastpath").debug("index not written: %s", type(exc).__name__)
-
-
-def _write_index(config: Config, sources: Sequence[str]) -> None:
-    import json
-    from pathlib import Path
-
-    from tokenflow.builtins.file_store import FileStore, ensure_private_dir, write_atomic
-    from tokenflow.engine.session import cache_key, username_identity
-    from tokenflow.errors import TokenflowError
-    from tokenflow.plugins.contracts import PluginContext
-    from tokenflow.plugins.host import BUILTIN_PLUGINS
-
-    host = config.plugins
-    if any(p not in BUILTIN_PLUGINS for p in host.observer_plugins()):
-        return  # a third-party tokenflow_event must see every cache hit: no fast path
-    files = [os.path.abspath(f) for f in locations.config_files(sources)]
-    hashes = {path: _file_hash(path) for path in files}
-    env_names = set(config.env_used) | set(_PLUGIN_ENV)
-    profiles: dict[str, Any] = {}
-    for name, profile in config.profiles.items():
-        if profile.store.name != "file":
-            continue
-
-        def context(base_dir: Path, name: str = name) -> PluginContext:
-            return PluginContext(name, base_dir, config.cache_dir)
-
-        spec = profile.username
-        if spec is not None and spec.kind == "env":
-            env_names.add(str(spec.options))
-        elif spec is not None and spec.kind == "file":
-            from tokenflow.builtins.file_source import secret_file_path
-
-            path = str(secret_file_path(spec.options, context(spec.base_dir)))
-            hashes[path] = _file_hash(path)
-        elif spec is not None and spec.kind != "literal" and spec.kind in host.sources \
-                and host.sources[spec.kind].cache_key_safe:
-            continue  # a plugin's source keyed by value: the index cannot tell when it changes
-        try:
-            identity = username_identity(
-                profile, host, lambda s: host.source(s.kind).resolver(s.options, context(s.base_dir))
-            )
-            store = host.store("file").factory(profile.store.options, context(profile.store.base_dir))
-        except TokenflowError:
-            continue  # an unset variable: the full path will say so when this profile is used
-        if isinstance(store, FileStore):
-            token_path = str(store.path(cache_key(profile, identity)))
-            profiles[name] = {"token_path": token_path, "margin": profile.refresh_margin}
-    index = {
-        "format": INDEX_FORMAT,
-        "version": _version(),
-        "files": files,
-        "hashes": hashes,
-        "env": {n: _env_hash(n) for n in sorted(env_names)},
-        "search_path": _search_path(),
-        "plugin_dirs": _distribution_dirs(),
-        "only_profile": next(iter(config.profiles)) if len(config.profiles) == 1 else None,
-        "profiles": profiles,
-    }
-    target = Path(index_path(str(config.cache_dir), sources))
-    ensure_private_dir(target.parent)
-    write_atomic(target, json.dumps(index, sort_keys=True).encode())
