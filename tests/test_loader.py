@@ -647,7 +647,8 @@ def test_unknown_references_and_grant(write: Write) -> None:
     assert [(i.line, i.column, i.message) for i in issues_of(path)] == [
         (9, 15, "unknown server 'x'; known: s"),
         (9, 26, "unknown client 'y'; known: c"),
-        (9, 36, "unknown grant 'implicit'; known: client_credentials, password"),
+        (9, 36, "unknown grant 'implicit'; known: authorization_code, client_credentials, "
+                     "device_code, password, refresh_token"),
     ]
 
 
@@ -836,7 +837,8 @@ def test_config_from_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError) as info:
         config_from_mapping(data, source="app.yaml")
     assert sorted(str(i) for i in info.value.issues) == [  # no file, so no line numbers
-        "app.yaml: $.profiles.p.grant: unknown grant 'magic'; known: client_credentials, password",
+        "app.yaml: $.profiles.p.grant: unknown grant 'magic'; known: authorization_code, "
+        "client_credentials, device_code, password, refresh_token",
         "app.yaml: $.servers.s.timeout: 'soon' is not of type 'number'"]
 
 

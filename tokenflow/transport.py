@@ -181,7 +181,7 @@ class Transport:
 
             # urllib3 would warn on every request; say it once, for this server's host only
             # (the embedding application's own unverified requests keep their warnings)
-            host = re.escape(urlsplit(server.token_url).hostname or "")
+            host = re.escape(urlsplit(server.token_url or server.issuer or "").hostname or "")
             warnings.filterwarnings("ignore", f".*host '{host}'", urllib3.exceptions.InsecureRequestWarning)
             log.warning("TLS verification is off for server %r: anyone on the network path "
                         "can read the credentials", server.name)

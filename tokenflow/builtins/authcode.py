@@ -45,15 +45,19 @@ OPTIONS_SCHEMA: Final[Mapping[str, Any]] = {
     "type": "object",
     "properties": {
         "redirect_uri": {
-            "description": "loopback redirect URI, or a list tried in order (port 0 = any free port)",
+            "description": "Loopback redirect URI, or a list tried in order (authorization_code "
+                           "grant; default http://127.0.0.1:0/callback, port 0 = any free port).",
             "oneOf": [
                 {"type": "string", "pattern": "^http://"},
                 {"type": "array", "items": {"type": "string", "pattern": "^http://"}, "minItems": 1},
             ],
         },
-        "login_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
-        "browser": {"type": "boolean"},
+        "login_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                          "description": "Seconds to wait for the browser sign-in (default 180)."},
+        "browser": {"type": "boolean",
+                    "description": "Open the system browser (default true); the URL is always printed."},
         "authorize_params": {
+            "description": "Extra parameters for the authorization request (prompt, login_hint...).",
             "type": "object",
             "additionalProperties": {"type": "string"},
             "propertyNames": {"not": {"enum": [
@@ -166,9 +170,9 @@ class AuthorizationCodeGrant:
                 "client_id": context.client_id,
                 "redirect_uri": redirect_uri,
             }
-            scope = getattr(context, "scope", None)  # the profile's scope, when the engine gives it
+            scope = context.scope
             if scope:
-                params["scope"] = str(scope)
+                params["scope"] = scope
             params.update(options.get("authorize_params") or {})
             params.update({"state": state, "code_challenge": challenge, "code_challenge_method": "S256"})
             url = authorization_url(endpoint, params)

@@ -95,9 +95,9 @@ def request_device_authorization(context: GrantContext) -> DeviceAuthorization:
             "device_authorization_url (or an issuer whose metadata names it)"
         )
     form = {"client_id": context.client_id}
-    scope = getattr(context, "scope", None)  # the profile's scope, when the engine gives it
+    scope = context.scope
     if scope:
-        form["scope"] = str(scope)
+        form["scope"] = scope
     response = context.send(HttpRequest(
         "POST", endpoint,
         {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
@@ -140,9 +140,9 @@ class DeviceCodeGrant:
         auth = request_device_authorization(context)
         deadline = context.clock() + auth.expires_in
         context.notify(
-            f"Sign in for profile {profile!r}: open {auth.verification_uri} and enter the code "
+            f"Sign in for profile {profile!r}: open the URL below and enter the code "
             f"{auth.user_code} (waiting up to {auth.expires_in:.0f} s for the approval; "
-            "Ctrl-C cancels)",
+            "Ctrl-C cancels):",
             url=auth.verification_uri, user_code=auth.user_code,
         )
         if auth.verification_uri_complete:

@@ -35,7 +35,10 @@ __all__ = ["OPTIONS_SCHEMA", "RefreshTokenBootstrap"]
 
 OPTIONS_SCHEMA: Final[Mapping[str, Any]] = {
     "type": "object",
-    "properties": {"refresh_token": {"description": "the refresh token to start from (a secret)"}},
+    "properties": {"refresh_token": {
+        "$ref": "#/$defs/secret",
+        "description": "The refresh token to start from (refresh_token grant): a literal or a secret source.",
+    }},
     "required": ["refresh_token"],
 }
 

@@ -520,7 +520,8 @@ class _ModelBuilder:
                                          f"unknown dialect {dialect!r}{_known(self.host.dialects)}"))
             ok = False
         insecure_ok = bool(data.get("allow_insecure_http", False))
-        for key in ("token_url", "revoke_url"):
+        for key in ("token_url", "revoke_url", "issuer", "authorization_url",
+                    "device_authorization_url"):
             url = data.get(key)
             if isinstance(url, str) and url.lower().startswith("http://") and not insecure_ok \
                     and not _is_loopback_url(url):
@@ -542,10 +543,13 @@ class _ModelBuilder:
             return None
         return ServerSpec(
             name=entry.name,
-            token_url=data["token_url"],
+            token_url=data.get("token_url"),
             dialect=dialect,
-            client_auth=data.get("client_auth", "basic"),
+            client_auth=data.get("client_auth"),
             revoke_url=data.get("revoke_url"),
+            issuer=data.get("issuer"),
+            authorization_url=data.get("authorization_url"),
+            device_authorization_url=data.get("device_authorization_url"),
             timeout=float(data.get("timeout", DEFAULT_TIMEOUT)),
             retries=int(data.get("retries", DEFAULT_RETRIES)),
             verify=verify,
