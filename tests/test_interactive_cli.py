@@ -160,20 +160,22 @@ def test_device_code_login_then_refresh(
                                     extra_profile={"refresh_margin": 200}))
     cli = CliProcess(["login", "dev", "-c", str(path)], env())
     try:
-        match = cli.wait_for(r"enter the code (\S+)")
-        user_code = match.group(1)
-        assert f"{server.url}/device?user_code={user_code}" in cli.stderr
+        user_code = cli.wait_for(r"enter the code (\S+)").group(1)
+        cli.wait_for(rf"(?m)^{server.url}/device\?user_code={user_code}$")  # on its own line
         server.approve_device(user_code)
         code, _, err = cli.finish()
     finally:
         cli.kill()
     assert code == 0, err
     assert server.counts["device_authorization"] == 1
-    # the token is inside its refresh margin: the next call refreshes, without a person
-    done = run_cli("token", "dev", "-c", str(path), env=env())
+    cached = run_cli("token", "dev", "-c", str(path), env=env())
+    assert cached.returncode == 0 and server.counts["refresh_token"] == 0
+    # renewing needs no person: the device grant's refresh token is used
+    done = run_cli("token", "dev", "-c", str(path), "--force-refresh", env=env())
     assert done.returncode == 0, done.stderr
     assert server.counts["refresh_token"] == 1
     assert server.is_valid_access_token(done.stdout.strip())
+    assert done.stdout != cached.stdout
 
 
 def test_ctrl_c_while_waiting_for_device_approval(
@@ -263,6 +265,10 @@ def test_no_secret_in_debug_output(
     done = run_cli("token", "dev", "-c", str(path), "-f", "json", env=env())
     token = json.loads(done.stdout)["access_token"]
     assert "POST /oauth2/token" in err  # -vv did log the HTTP traffic
+    # the authorization URL shown to the person carries the state (it must: the browser sends it
+    # back); nothing else may
+    logged = "\n".join(line for line in err.splitlines() if line != url)
+    assert url in err.splitlines()
     for secret in (params["code"], params["state"], callback, token, independent_server.client_secret):
-        assert secret not in err
+        assert secret not in logged
     assert "code_verifier=" not in err or "code_verifier=***" in err

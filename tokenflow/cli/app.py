@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tokenflow.api import Tokenflow
+    from tokenflow.engine.session import TokenSession
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -122,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="raw (default), json, header, env or exec-credential (kubectl)")
     token.add_argument("--force-refresh", action="store_true",
                        help="get a new token even if the cached one is fresh")
+    token.add_argument("--interactive", action="store_true",
+                       help="sign in (browser, device code) when needed even if stderr is not a "
+                            "terminal")
+    token.add_argument("--no-browser", action="store_true",
+                       help="print the sign-in URL without opening a browser")
+
+    login = sub.add_parser("login", parents=[common],
+                           help="sign in now (whatever is cached) and store the token")
+    login.add_argument("profile", nargs="?", help="profile name (default: $TOKENFLOW_PROFILE)")
+    login.add_argument("--no-browser", action="store_true",
+                       help="print the sign-in URL without opening a browser")
 
     validate = sub.add_parser("validate", parents=[common],
                               help="check config files; print every error with file:line:col")
@@ -215,12 +227,40 @@ def cmd_token(ns: argparse.Namespace) -> int:
     from tokenflow.cli.index_writer import write_index
 
     config = _load(ns)
-    session = config.session(ns.profile)
+    # a person can answer a sign-in when stderr is a terminal: kubectl runs exec plugins with
+    # stdin redirected but stderr on the terminal, and the prompt goes to stderr
+    session = _session(config, ns, interactive=ns.interactive or _stderr_is_terminal())
     token = session.force_refresh() if ns.force_refresh else session.token()
     write_index(config, _sources(ns))
     sys.stdout.write(render(ns.format, token.access_token, token.token_type, token.expires_at,
                             token.scope, time.time()))
     return EXIT_OK
+
+
+def cmd_login(ns: argparse.Namespace) -> int:
+    from tokenflow.base.output import iso_utc
+    from tokenflow.cli.index_writer import write_index
+
+    config = _load(ns)
+    session = _session(config, ns, interactive=True)  # asked for: a person is there
+    token = session.login()
+    write_index(config, _sources(ns))
+    sys.stderr.write(f"tokenflow: {session.profile.name}: signed in; token stored "
+                     f"(expires {iso_utc(token.expires_at)})\n")
+    return EXIT_OK
+
+
+def _session(config: Tokenflow, ns: argparse.Namespace, *, interactive: bool) -> TokenSession:
+    if getattr(ns, "no_browser", False):
+        os.environ["TOKENFLOW_NO_BROWSER"] = "1"  # read by the authorization_code grant
+    return config.session(ns.profile, interactive=interactive)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def cmd_validate(ns: argparse.Namespace) -> int:
@@ -340,6 +380,7 @@ def cmd_demo(ns: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "token": cmd_token,
+    "login": cmd_login,
     "validate": cmd_validate,
     "profiles": cmd_profiles,
     "status": cmd_status,

@@ -147,6 +147,8 @@ def _parse_args(argv: Sequence[str]) -> tuple[str | None, str, list[str]] | None
             fmt = arg.partition("=")[2]
         elif arg.startswith("--config="):
             configs.append(arg.partition("=")[2])
+        elif arg in ("--interactive", "--no-browser"):
+            continue  # they matter only for a sign-in, which a cache hit never needs
         elif arg.startswith("-") or profile is not None:
             return None  # --force-refresh, -v, --help, extra words: the full CLI decides
         else:
