@@ -369,6 +369,8 @@ def test_verbose_and_force_refresh_take_the_full_path(
         (["token", "--format=env"], (None, "env", [])),
         (["token", "--format", "raw", "--format", "exec-credential"], (None, "exec-credential", [])),
         (["token", "-c", "a.yaml", "--config", "b", "--config=c", "p"], ("p", "raw", ["a.yaml", "b", "c"])),
+        # the sign-in flags matter only when a sign-in is needed, never on a cache hit
+        (["token", "dev", "--interactive", "--no-browser"], ("dev", "raw", [])),
     ],
 )
 def test_parse_args_accepts(argv: list[str], expected: tuple[str | None, str, list[str]]) -> None:
