@@ -147,7 +147,7 @@ class DeviceCodeGrant:
         )
         if auth.verification_uri_complete:
             context.notify("or open this URL, which carries the code:",
-                           url=auth.verification_uri_complete, user_code=auth.user_code)
+                           url=auth.verification_uri_complete)
         return self._poll(context, auth, deadline)
 
     def _poll(self, context: GrantContext, auth: DeviceAuthorization, deadline: float) -> Token:
