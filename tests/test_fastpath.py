@@ -95,8 +95,14 @@ class Cli:
         return Run(done.returncode, done.stdout, stderr, modules - _baseline())
 
     def indexes(self) -> dict[str, Any]:
-        folder = self.cache / "index"
-        return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+        """Each index directory as one dict: the head, with its entries under "profiles"."""
+        found = {}
+        for head in sorted((self.cache / "index").glob("*/head.json")):
+            index = json.loads(head.read_text())
+            entries = [json.loads(p.read_text()) for p in head.parent.glob("p-*.json")]
+            index["profiles"] = {e["profile"]: e for e in entries}
+            found[head.parent.name] = index
+        return found
 
     def fast(self, *args: str, env: dict[str, str] | None = None) -> Run:
         """Run expecting the fast path.
@@ -446,14 +452,135 @@ def test_index_is_private_and_holds_no_secret(
     cli: Cli, server: EmbeddedServer, config: Path, cache_dir: Path
 ) -> None:
     assert cli.run("token", "prod", "-c", str(config)).returncode == 0
-    (index,) = (cache_dir / "index").glob("*.json")
-    assert index.parent == cache_dir / "index"
-    assert stat.S_IMODE(index.stat().st_mode) == 0o600
-    assert stat.S_IMODE(index.parent.stat().st_mode) == 0o700
-    text = index.read_text()
+    files = sorted((cache_dir / "index").glob("*/*.json"))
+    assert [f.name for f in files] == ["head.json", files[1].name] and files[1].name.startswith("p-")
+    key = cache_dir / "index" / "key"
+    for path in (*files, key):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for folder in (files[0].parent, files[0].parent.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    text = "".join(f.read_text() for f in files)
     (issued,) = server.issued_tokens()
     secrets = [server.default_account.password, server.default_client.secret,
                issued.access_token, issued.refresh_token]
     for secret in secrets:
         assert secret and secret not in text
-    assert json.loads(text)["profiles"]["prod"]["token_path"] == str(token_files(cache_dir)[0])
+    ((_name, index),) = cli.indexes().items()
+    assert index["profiles"]["prod"]["token_path"] == str(token_files(cache_dir)[0])
+
+
+# -- trusting the index (a second local user, a forged entry, secrets at rest) --------------------
+def two_identities(cli: Cli, tokenflow_server_factory: ServerFactory,
+                   write_config: WriteConfig) -> tuple[Path, str, str]:
+    server = tokenflow_server_factory(accounts={"alice": "pw-alice", "bob": "pw-bob"})
+    client = server.default_client
+    path = write_config(f"""\
+        version: 1
+        servers: {{ts: {{token_url: "{server.token_url}", dialect: teamserver, retries: 0}}}}
+        clients: {{app: {{client_id: "{client.client_id}", client_secret: "{client.secret}"}}}}
+        profiles:
+          alice: {{server: ts, client: app, grant: password, username: alice, password: pw-alice}}
+          bob: {{server: ts, client: app, grant: password, username: bob, password: pw-bob}}
+        """)
+    alice = cli.run("token", "alice", "-c", str(path)).stdout
+    bob = cli.run("token", "bob", "-c", str(path)).stdout
+    assert alice and bob and alice != bob
+    assert cli.fast("token", "alice", "-c", str(path)).stdout == alice
+    return path, alice, bob
+
+
+def test_a_forged_entry_mapping_a_profile_to_another_token_is_not_believed(
+    cli: Cli, tokenflow_server_factory: ServerFactory, write_config: WriteConfig
+) -> None:
+    path, alice, _bob = two_identities(cli, tokenflow_server_factory, write_config)
+    ((name, index),) = cli.indexes().items()
+    folder = cli.cache / "index" / name
+    alice_entry = next(folder / f for f in (p.name for p in folder.glob("p-*.json"))
+                       if json.loads((folder / f).read_text())["profile"] == "alice")
+    forged = json.loads(alice_entry.read_text())
+    forged["token_path"] = index["profiles"]["bob"]["token_path"]  # the MAC no longer matches
+    alice_entry.write_text(json.dumps(forged))
+    run = cli.run("token", "alice", "-c", str(path))
+    assert run.full and run.stdout == alice  # never bob's token
+    # an entry copied whole from another profile carries a valid MAC but the wrong name
+    bob_entry = next(folder / f for f in (p.name for p in folder.glob("p-*.json"))
+                     if json.loads((folder / f).read_text())["profile"] == "bob")
+    alice_entry.write_bytes(bob_entry.read_bytes())
+    run = cli.run("token", "alice", "-c", str(path))
+    assert run.full and run.stdout == alice
+
+
+@pytest.mark.parametrize("where", ["index", "index-dir", "cache"])
+def test_an_index_others_can_write_is_not_used(
+    cli: Cli, tokenflow_server_factory: ServerFactory, write_config: WriteConfig, where: str
+) -> None:
+    path, _alice, _bob = two_identities(cli, tokenflow_server_factory, write_config)
+    (folder,) = (cli.cache / "index").glob("*/")
+    target = {"index": folder / "head.json", "index-dir": folder, "cache": cli.cache}[where]
+    target.chmod(target.stat().st_mode | 0o022)
+    try:
+        run = cli.run("token", "alice", "-c", str(path))
+        assert run.full, "a file or directory others can write was trusted"
+    finally:
+        target.chmod(target.stat().st_mode & ~0o022)
+
+
+def test_index_keeps_only_keyed_digests_of_variables(
+    cli: Cli, server: EmbeddedServer, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    password = server.default_account.password
+    path = write_config(profile_yaml(server, secrets_inline=False))
+    env = {**secret_env(server), "TS_USER": server.default_account.username}
+    assert cli.run("token", "prod", "-c", str(path), env=env).returncode == 0
+    text = "".join(p.read_text() for p in (cli.cache / "index").glob("*/*.json"))
+    for value in (password, server.default_client.secret):
+        assert value not in text
+        assert hashlib.sha256(value.encode()).hexdigest() not in text  # crackable offline
+    key = (cli.cache / "index" / "key").read_bytes()
+    assert len(key) == 32 and stat.S_IMODE((cli.cache / "index" / "key").stat().st_mode) == 0o600
+
+
+def test_a_config_change_within_the_same_second_is_seen(
+    cli: Cli, server: EmbeddedServer, config: Path
+) -> None:
+    before = cli.run("token", "prod", "-c", str(config))
+    assert before.returncode == 0
+    text = config.read_text()
+    changed = text.replace("prod:", "qrod:", 1)  # same size: only the content differs
+    assert len(changed) == len(text) and changed != text
+    st = config.stat()
+    config.write_text(changed)
+    os.utime(config, ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime a coarse clock would show
+    run = cli.run("token", "prod", "-c", str(config))
+    assert run.full and run.returncode == 2  # the profile is gone: the old index must not answer
+
+
+def test_a_stamp_is_trusted_only_outside_the_racy_window(tmp_path: Path) -> None:
+    path = tmp_path / "tokenflow.yaml"
+    path.write_text("version: 1\n")
+    stamp = fastpath.file_stamp(str(path))
+    assert stamp is not None
+    recorded = {str(path): [stamp, "not-the-digest"]}
+    mtime = stamp[1]
+    # written long after the file's last change: the equal stamp is believed, nothing is hashed
+    assert fastpath.files_unchanged(recorded, mtime + 10 * 10**9)
+    # written in the same second as the change: the stamp could hide an edit, so it is hashed
+    assert not fastpath.files_unchanged(recorded, mtime + 10**8)
+    good = {str(path): [stamp, fastpath.file_digest(str(path))]}
+    assert fastpath.files_unchanged(good, mtime + 10**8)
+
+
+@pytest.mark.parametrize(("key", "data"), [
+    (b"\x0b" * 20, b"Hi There"),  # RFC 4231 test case 1
+    (b"Jefe", b"what do ya want for nothing?"),  # test case 2
+    (b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First"),  # case 6
+])
+def test_keyed_digest_is_hmac_sha256(key: bytes, data: bytes) -> None:
+    import hashlib
+    import hmac
+
+    from tokenflow.base.trust import keyed_digest
+
+    assert keyed_digest(key, data) == hmac.new(key, data, hashlib.sha256).hexdigest()

@@ -13,6 +13,8 @@ CLI's cached-token path fast; the loader, urllib3 and jsonschema load when first
 
 from __future__ import annotations
 
+from tokenflow.base.version import VERSION as __version__
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     # `X as X`: explicit re-exports, so `from tokenflow import X` passes mypy --strict
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
     from tokenflow.redact import Secret as Secret
     from tokenflow.tokens import Token as Token
 
-from tokenflow.base.version import VERSION as __version__
 
 _EXPORTS = {
     "load_config": "api",

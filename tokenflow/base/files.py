@@ -26,18 +26,25 @@ def ensure_private_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write *data* to *path* so that readers and crashes see the old or the new content."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write *data* to *path* so that readers and crashes see the old or the new content.
+
+    *durable* also makes it survive a power cut (fsync); a cache that can be rebuilt, such as
+    the fast path's index, skips that cost.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -231,7 +231,7 @@ def cmd_token(ns: argparse.Namespace) -> int:
     # stdin redirected but stderr on the terminal, and the prompt goes to stderr
     session = _session(config, ns, interactive=ns.interactive or _stderr_is_terminal())
     token = session.force_refresh() if ns.force_refresh else session.token()
-    write_index(config, _sources(ns))
+    write_index(config, _sources(ns), served=session.profile.name)
     sys.stdout.write(render(ns.format, token.access_token, token.token_type, token.expires_at,
                             token.scope, time.time()))
     return EXIT_OK

@@ -13,23 +13,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tokenflow.api import Tokenflow
-from tokenflow.base import locations
+from tokenflow.base import cachefile, locations
 from tokenflow.base.files import ensure_private_dir, write_atomic
-from tokenflow.cli.fast.index import (
-    _PLUGIN_ENV,
-    INDEX_FORMAT,
-    _distribution_dirs,
-    _env_hash,
-    _file_hash,
-    _search_path,
-    _version,
-    index_path,
-)
+from tokenflow.base.trust import keyed_digest, load_key, read_private
+from tokenflow.cli.fast import index as fast
 from tokenflow.config.model import Profile, SecretSpec
 from tokenflow.engine.identity import cache_key, user_identity
 from tokenflow.errors import TokenflowError
@@ -42,29 +35,39 @@ __all__ = ["write_index"]
 log = get_logger("tokenflow.cli.index")
 
 
-def write_index(flow: Tokenflow, sources: Sequence[str]) -> None:
-    """Compile *flow*'s config into the fast path's index. Never raises: it is an optimisation."""
+def write_index(flow: Tokenflow, sources: Sequence[str], served: str | None = None) -> None:
+    """Compile *flow*'s config into the fast path's index. Never raises: it is an optimisation.
+
+    The head is rewritten when what it records changed; profile entries are all rewritten when
+    the generation changed (the config, the variables it reads, the plugins), else only the
+    entry of *served* (the profile this run used), so a steady state writes nothing.
+    """
     try:
-        _write_index(flow, sources)
+        _write_index(flow, sources, served)
     except Exception as exc:  # a read-only cache or an odd profile must not fail the command
         log.debug("index not written: %s", type(exc).__name__)
 
 
-class _Compiler:
-    """One index: the profiles it answers for and what their answers depend on."""
+def _recorded(paths: Sequence[str]) -> dict[str, Any]:
+    return {path: [fast.file_stamp(path), fast.file_digest(path)] for path in paths}
 
-    def __init__(self, flow: Tokenflow) -> None:
+
+class _Compiler:
+    """The entries of one index: for each profile, its token file and what its key depends on."""
+
+    def __init__(self, flow: Tokenflow, key: bytes) -> None:
         self.flow = flow
+        self.key = key
         self.host: PluginHost = flow.plugins
-        self.env_names: set[str] = set(flow.config.env_used) | set(_PLUGIN_ENV)
-        self.hashes: dict[str, str | None] = {}
         self._stores: dict[str, TokenStore] = {}
 
     def context(self, profile: Profile, base_dir: Path) -> PluginContext:
         return PluginContext(profile.name, base_dir, self.flow.config.cache_dir)
 
-    def watch_identity(self, profile: Profile, keys: Sequence[str]) -> bool:
-        """Record what the cache key's values come from; False if a source cannot say."""
+    def watched(self, profile: Profile, keys: Sequence[str]) -> tuple[set[str], set[str]] | None:
+        """The variables and files the cache key's values come from; None if a source cannot say."""
+        env: set[str] = set()
+        files: set[str] = set()
         for key in keys:
             spec = profile.grant_options.get(key)
             if not isinstance(spec, SecretSpec) or spec.kind == "literal":
@@ -73,12 +76,11 @@ class _Compiler:
             if source is None or not source.cache_key_safe:
                 continue  # keyed by the source spec, which the config files already cover
             if source.watch is None:
-                return False  # keyed by a value nobody can re-check without the plugin
+                return None  # keyed by a value nobody can re-check without the plugin
             watched = source.watch(spec.options, self.context(profile, spec.base_dir))
-            self.env_names.update(watched.env)
-            for path in watched.files:
-                self.hashes[path] = _file_hash(path)
-        return True
+            env.update(watched.env)
+            files.update(watched.files)
+        return env, files
 
     def store(self, profile: Profile) -> TokenStore:
         """The profile's store, built once per distinct store spec (factories may be costly)."""
@@ -92,9 +94,10 @@ class _Compiler:
             self._stores[marker] = store
         return store
 
-    def entry(self, profile: Profile) -> dict[str, Any] | None:
+    def entry(self, profile: Profile, generation: str) -> dict[str, Any] | None:
         grant = self.host.grant(profile.grant).grant
-        if grant.interactive or not self.watch_identity(profile, list(grant.identity_options)):
+        watched = None if grant.interactive else self.watched(profile, list(grant.identity_options))
+        if watched is None:
             return None
         try:
             identity = user_identity(
@@ -110,33 +113,70 @@ class _Compiler:
         token_path = store.fast_path_file(cache_key(profile, identity))
         if not token_path:
             return None
-        return {"token_path": token_path, "margin": profile.refresh_margin}
+        env, files = watched
+        return fast.sealed(self.key, {
+            "profile": profile.name,
+            "generation": generation,
+            "token_path": token_path,
+            "margin": profile.refresh_margin,
+            "env": {name: fast.env_digest(self.key, name) for name in sorted(env)},
+            "hashes": _recorded(sorted(files)),
+        })
 
 
-def _write_index(flow: Tokenflow, sources: Sequence[str]) -> None:
+def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) -> None:
     host = flow.plugins
     if any(p not in BUILTIN_PLUGINS for p in host.observer_plugins()):
         return  # a third-party tokenflow_event must see every cache hit: no fast path
-    compiler = _Compiler(flow)
-    files = [os.path.abspath(f) for f in locations.config_files(sources)]
-    compiler.hashes.update({path: _file_hash(path) for path in files})
-    profiles = {}
-    for name, profile in flow.config.profiles.items():
-        entry = compiler.entry(profile)
-        if entry is not None:
-            profiles[name] = entry
     config = flow.config
-    index = {
-        "format": INDEX_FORMAT,
-        "version": _version(),
+    cache = str(config.cache_dir)
+    ensure_private_dir(Path(cache) / "index")
+    key = load_key(fast.key_path(cache), create=True)
+    if key is None:
+        return
+    files = [os.path.abspath(f) for f in locations.config_files(sources)]
+    env_names = sorted(set(config.env_used) | set(fast.PLUGIN_ENV))
+    stable = {
+        "format": fast.INDEX_FORMAT,
+        "version": fast.version(),
         "files": files,
-        "hashes": compiler.hashes,
-        "env": {n: _env_hash(n) for n in sorted(compiler.env_names)},
-        "search_path": _search_path(),
-        "plugin_dirs": _distribution_dirs(),
+        "digests": {path: fast.file_digest(path) for path in files},
+        "env": {name: fast.env_digest(key, name) for name in env_names},
+        "search_path": fast.search_path(),
+        "plugin_dirs": fast.distribution_dirs(),
         "only_profile": next(iter(config.profiles)) if len(config.profiles) == 1 else None,
-        "profiles": profiles,
     }
-    target = Path(index_path(str(config.cache_dir), sources))
-    ensure_private_dir(target.parent)
-    write_atomic(target, json.dumps(index, sort_keys=True).encode())
+    generation = keyed_digest(key, cachefile.dumps_canonical(stable).encode())[:32]
+    directory = Path(fast.index_dir(cache, sources))
+    ensure_private_dir(directory)
+    head_file = directory / "head.json"
+    try:
+        old = fast.unseal(key, read_private(str(head_file), fast.MAX_INDEX_FILE))
+    except (OSError, ValueError):
+        old = None
+    hashes = _recorded(files)
+    renew = old is None or old.get("generation") != generation
+    if renew or old is None or old.get("hashes") != hashes:
+        head = {**{k: v for k, v in stable.items() if k != "digests"}, "hashes": hashes,
+                "generation": generation, "written_ns": time.time_ns()}
+        write_atomic(head_file, _dumps(fast.sealed(key, head)), durable=False)
+    compiler = _Compiler(flow, key)
+    names = list(config.profiles) if renew else [served] if served in config.profiles else []
+    for name in names:
+        assert name is not None
+        entry = compiler.entry(config.profiles[name], generation)
+        target = Path(fast.entry_path(str(directory), name))
+        if entry is None:
+            target.unlink(missing_ok=True)
+            continue
+        data = _dumps(entry)
+        try:
+            if target.read_bytes() == data:
+                continue
+        except OSError:
+            pass
+        write_atomic(target, data, durable=False)
+
+
+def _dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True).encode()

@@ -2,66 +2,97 @@
 
 A cache hit must not pay for PyYAML, jsonschema, urllib3, pluggy or the entry-point scan
 (together ten times the cost of the hit itself). So the full path, after it has loaded and
-validated a config, *compiles* it into a small JSON index beside the token cache: for each
-profile its cache key, token file and refresh margin. The fast path reads that index, proves it
-still describes the world, reads the token file and prints the token. Anything unusual (a stale
-index, another store, an expiring token, an unknown flag, an event observer from a third-party
-plugin that must see the cache hit) returns ``None`` and the full path takes over; the fast path
-never fails where the full path would have succeeded.
+validated a config, *compiles* it into an index beside the token cache
+(:mod:`tokenflow.cli.index_writer`), and this module answers from it: it proves the index still
+describes the world, reads the one token file the index names for the profile and prints the
+token. Anything unusual (a stale index, a store without a token file, an expiring token, an
+unknown flag, an event observer from a third-party plugin that must see the cache hit) returns
+``None`` and the full path takes over; the fast path never fails where the full path would
+have succeeded.
 
-The index is valid only while everything it was computed from is unchanged:
+The index of a config source list is a directory ``<cache>/index/<hash of the sources>/``:
 
-* the config files (their list, and each file's SHA-256: content, not mtime);
-* the environment variables the config reads (``${VAR}``, ``{env: NAME}`` usernames), by hash;
-* secret files a username is read from, by hash;
-* the installed plugins (``sys.path`` directories' mtimes change when packages are installed)
-  and ``$TOKENFLOW_PLUGINS`` / ``$TOKENFLOW_DISABLE_PLUGINS``;
-* tokenflow's version.
+* ``head.json``: what every answer depends on: the config files (with a stamp of size, mtime,
+  inode and ctime, and their SHA-256), the environment variables the config reads, the installed
+  plugins (``sys.path`` and the mtimes of directories holding distributions), tokenflow's
+  version, and the *generation*: a MAC over all of that;
+* ``p-<hash of the profile name>.json``: one entry per profile: its token file and refresh
+  margin, what its cache key's values depend on (the variables and files its secret sources
+  ``watch``), the generation it belongs to, and a MAC.
 
-It is keyed by the hash of the config source list, written atomically (temporary file and
-rename), so concurrent writers are safe: the last complete write wins.
+So a hit reads three small files whatever the number of profiles, and checks config files by
+their stamp; only a file whose stamp changed, or that was modified within the second the head
+was written (a change in the same second may leave the stamp equal), is hashed again. Every
+file and directory on the way must be the user's and not writable by others, and entries
+verify under the cache's MAC key (:mod:`tokenflow.base.trust`): a forged or stale entry is
+simply not used. Environment values are kept only as MACs under that key.
 
-Only ``os``, ``sys`` and ``time`` are imported at module level: SHA-256 and JSON come from
-:mod:`tokenflow.cachefile`, which avoids hashlib's OpenSSL and the json package's start-up.
+Standard library only (``tokenflow.base`` and this package): ``tests/test_architecture.py``
+and import-linter check it, imports inside functions included.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 
 from tokenflow.base import cachefile, locations, output
 from tokenflow.base.freshness import refresh_at
+from tokenflow.base.trust import keyed_digest, load_key, read_private
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
+INDEX_FORMAT = 2
+PLUGIN_ENV = ("TOKENFLOW_PLUGINS", "TOKENFLOW_DISABLE_PLUGINS")
+RACY_SECONDS = 2.0  # a file modified this close to the head's writing is hashed, not trusted
+MAX_INDEX_FILE = 1024 * 1024
 
-INDEX_FORMAT = 1
-_PLUGIN_ENV = ("TOKENFLOW_PLUGINS", "TOKENFLOW_DISABLE_PLUGINS")
 
-
-def _sha256(data: bytes) -> str:
+# -- what the index is made of (shared with the writer) -------------------------------------------
+def sha256_hex(data: bytes) -> str:
     return str(cachefile.sha256(data).hexdigest())
 
 
-def _file_hash(path: str) -> str | None:
+def file_digest(path: str) -> str | None:
+    """SHA-256 of a regular file's content (bounded), ``None`` if it cannot be read."""
     try:
-        with open(path, "rb") as handle:
-            return _sha256(handle.read())
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 16 * MAX_INDEX_FILE:
+            return None
+        return sha256_hex(os.read(fd, st.st_size + 1))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
-def _env_hash(name: str) -> str | None:
+def file_stamp(path: str) -> list[int] | None:
+    """What changes when a file is rewritten: size, mtime, inode and ctime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def env_digest(key: bytes, name: str) -> str | None:
+    """A keyed digest of a variable's value (never its plain hash: it may be a password)."""
     value = os.environ.get(name)
-    return None if value is None else _sha256(value.encode("utf-8", "surrogateescape"))
+    if value is None:
+        return None
+    return keyed_digest(key, f"{name}\0{value}".encode("utf-8", "surrogateescape"))
 
 
-def _search_path() -> list[str]:
+def search_path() -> list[str]:
     """``sys.path`` without the script's own directory.
 
     ``sys.path[0]`` is the venv's ``bin`` for the console script and the working directory for
@@ -72,57 +103,101 @@ def _search_path() -> list[str]:
     return [p for p in (sys.path if sys.flags.safe_path else sys.path[1:]) if p]
 
 
-def _mtime(path: str) -> int | None:
+def mtime(path: str) -> int | None:
     try:
         return os.stat(path).st_mtime_ns
     except OSError:
         return None
 
 
-def _distribution_dirs() -> dict[str, int | None]:
+def distribution_dirs() -> dict[str, int | None]:
     """The search-path directories that hold installed distributions, with their mtimes.
 
     Installing, upgrading or removing a package adds or removes a ``*.dist-info`` directory,
     which changes its parent's mtime: that is how a new entry-point plugin is noticed.
     """
     marks: dict[str, int | None] = {}
-    for entry in _search_path():
+    for entry in search_path():
         try:
             names = os.listdir(entry)
         except OSError:
             continue
         if any(n.endswith((".dist-info", ".egg-info", ".egg-link")) for n in names):
-            marks[entry] = _mtime(entry)
+            marks[entry] = mtime(entry)
     return marks
 
 
-def index_path(cache_dir: str, sources: Sequence[str]) -> str:
+def index_dir(cache_dir: str, sources: Sequence[str]) -> str:
     """Where the index of a config source list lives."""
-    key = _sha256("\0".join(os.path.abspath(s) for s in sources).encode())[:24]
-    return os.path.join(cache_dir, "index", f"{key}.json")
+    key = sha256_hex("\0".join(os.path.abspath(s) for s in sources).encode())[:24]
+    return os.path.join(cache_dir, "index", key)
 
 
-def _version() -> str:
+def key_path(cache_dir: str) -> str:
+    return os.path.join(cache_dir, "index", "key")
+
+
+def entry_path(directory: str, profile: str) -> str:
+    return os.path.join(directory, f"p-{sha256_hex(profile.encode('utf-8', 'surrogateescape'))[:32]}.json")
+
+
+def sealed(key: bytes, body: dict[str, Any]) -> dict[str, Any]:
+    """*body* with its MAC (over its canonical JSON) added as ``mac``."""
+    return {**body, "mac": keyed_digest(key, cachefile.dumps_canonical(body).encode())}
+
+
+def unseal(key: bytes, raw: bytes | None) -> dict[str, Any] | None:
+    """The body of a sealed document, or ``None`` if absent, damaged or not ours."""
+    if raw is None:
+        return None
+    document = cachefile.loads(raw)
+    if not isinstance(document, dict):
+        return None
+    mac = document.pop("mac", None)
+    if not isinstance(mac, str) or keyed_digest(key, cachefile.dumps_canonical(document).encode()) != mac:
+        return None
+    return document
+
+
+def version() -> str:
     from tokenflow.base.version import VERSION
 
     return VERSION
 
 
 # -- reading (the fast path itself) --------------------------------------------------------------
-def _index_is_current(index: dict[str, Any], files: list[str]) -> bool:
-    if index.get("format") != INDEX_FORMAT or index.get("version") != _version():
-        return False
-    if index.get("files") != [os.path.abspath(f) for f in files]:
-        return False
-    for path, digest in index.get("hashes", {}).items():
-        if _file_hash(path) != digest:
+def files_unchanged(recorded: dict[str, Any], written_ns: int) -> bool:
+    """Each recorded file still has its content: by stamp, or by hash when the stamp can lie."""
+    racy_after = written_ns - int(RACY_SECONDS * 1e9)
+    for path, (stamp, digest) in recorded.items():
+        now = file_stamp(path)
+        if now is not None and now == stamp and now[1] < racy_after:
+            continue
+        if file_digest(path) != digest:
             return False
-    for name, digest in index.get("env", {}).items():
-        if _env_hash(name) != digest:
-            return False
-    if index.get("search_path") != _search_path():
+    return True
+
+
+def head_is_current(key: bytes, head: dict[str, Any], files: list[str]) -> bool:
+    if head.get("format") != INDEX_FORMAT or head.get("version") != version():
         return False
-    return all(_mtime(path) == mark for path, mark in index.get("plugin_dirs", {}).items())
+    if head.get("files") != [os.path.abspath(f) for f in files]:
+        return False
+    if not files_unchanged(head["hashes"], head["written_ns"]):
+        return False
+    if any(env_digest(key, name) != digest for name, digest in head["env"].items()):
+        return False
+    if head.get("search_path") != search_path():
+        return False
+    return all(mtime(path) == mark for path, mark in head["plugin_dirs"].items())
+
+
+def entry_is_current(key: bytes, entry: dict[str, Any], head: dict[str, Any], name: str) -> bool:
+    if entry.get("generation") != head.get("generation") or entry.get("profile") != name:
+        return False
+    if any(env_digest(key, n) != digest for n, digest in entry["env"].items()):
+        return False
+    return files_unchanged(entry["hashes"], head["written_ns"])
 
 
 def _parse_args(argv: Sequence[str]) -> tuple[str | None, str, list[str]] | None:
@@ -168,16 +243,23 @@ def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | 
     if not sources:
         return None
     try:
-        with open(index_path(locations.cache_dir(), sources), "rb") as handle:
-            index = cachefile.loads(handle.read())
-        if not _index_is_current(index, locations.config_files(sources)):
+        cache = locations.cache_dir()
+        key = load_key(key_path(cache), create=False)
+        if key is None:
             return None
-        name = profile or os.environ.get("TOKENFLOW_PROFILE") or index.get("only_profile")
-        entry = index["profiles"].get(name) if name else None
-        if not entry or not entry.get("token_path"):
+        directory = index_dir(cache, sources)
+        head = unseal(key, read_private(os.path.join(directory, "head.json"), MAX_INDEX_FILE))
+        if head is None or not head_is_current(key, head, locations.config_files(sources)):
             return None
-        token = cachefile.read(entry["token_path"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        name = profile or os.environ.get("TOKENFLOW_PROFILE") or head.get("only_profile")
+        if not isinstance(name, str) or not name:
+            return None
+        entry = unseal(key, read_private(entry_path(directory, name), MAX_INDEX_FILE))
+        if entry is None or not entry_is_current(key, entry, head, name):
+            return None
+        raw = read_private(entry["token_path"], MAX_INDEX_FILE)
+        token = cachefile.decode(raw) if raw is not None else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None  # missing, damaged or unsafe: the full path reports what is wrong
     if token is None:
         return None
@@ -191,5 +273,5 @@ def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | 
             return None
         return output.render(fmt, access, str(token.get("token_type", "Bearer")), expires_at,
                              token.get("scope"), now)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
