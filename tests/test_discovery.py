@@ -126,3 +126,18 @@ def test_unusable_metadata_is_refused(body: bytes) -> None:
 def test_plain_http_endpoints_are_fine_on_loopback_only() -> None:
     doc = json.dumps({"issuer": "http://127.0.0.1:9", "token_endpoint": "http://127.0.0.1:9/t"}).encode()
     assert parse_metadata(doc, "http://127.0.0.1:9", "here").endpoints["token"] == "http://127.0.0.1:9/t"
+
+
+def test_a_server_needs_token_url_or_issuer() -> None:
+    import tokenflow
+    from tokenflow.errors import ConfigError
+
+    base = {"version": 1, "clients": {"c": {"client_id": "x"}},
+            "profiles": {"p": {"server": "s", "client": "c", "grant": "client_credentials"}}}
+    with pytest.raises(ConfigError, match=r"servers\.s: needs token_url or issuer"):
+        tokenflow.config_from_mapping({**base, "servers": {"s": {"dialect": "rfc6749"}}})
+    with pytest.raises(ConfigError, match="clear text"):
+        tokenflow.config_from_mapping({**base, "servers": {"s": {"issuer": "http://idp.example"}}})
+    flow = tokenflow.config_from_mapping({**base, "servers": {"s": {"issuer": "https://idp.example/r"}}})
+    server = flow.servers["s"]
+    assert (server.issuer, server.token_url, server.client_auth) == ("https://idp.example/r", None, None)
