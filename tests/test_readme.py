@@ -15,9 +15,9 @@ CI = ROOT / ".ci" / "run"
 
 # The commands DESIGN.md section 2 names (the design document is not shipped with the package).
 DESIGN_COMMANDS = ("token", "validate", "profiles", "status", "logout", "exec", "schema",
-                   "plugins", "demo")
+                   "plugins", "demo", "login")  # login: issue 10
 # Commands the README did not name yet when these tests were written (it is being written).
-NOT_YET_IN_README: frozenset[str] = frozenset()
+NOT_YET_IN_README: frozenset[str] = frozenset({"login"})
 
 
 def section(markdown: str, heading: str) -> str:
