@@ -256,7 +256,7 @@ def test_disabling_the_entry_point_removes_the_plugin(venv: Venv, write_config: 
     path = write_config(config_text("http://127.0.0.1:9/token", "app"))
     checked = venv.tokenflow("validate", str(path), env=env)
     assert checked.returncode == 2
-    assert "unknown store 'sqlite'; known: file, keyring, memory" in checked.stdout
+    assert "unknown store 'sqlite'; known: file, keyring, memory, redis" in checked.stdout
     assert "unknown secret source 'dotenv'; known: command, env, file, keyring, prompt" in checked.stdout
     used = venv.tokenflow("token", "prod", "-c", str(path), env=env)
     assert used.returncode == 2

@@ -583,12 +583,12 @@ def test_unknown_plugin_parts_list_the_registered_names(write: Write, extra_host
     assert [(i.line, i.column, i.message) for i in found] == [
         (5, 14, "unknown dialect 'nope'; known: custom, rfc6749, teamserver"),
         (9, 21, "unknown secret source 'nope'; known: command, env, file, keyring, prompt, vault"),
-        (15, 12, "unknown store 'nope'; known: file, keyring, memory, shared"),
+        (15, 12, "unknown store 'nope'; known: file, keyring, memory, redis, shared"),
     ]
     # the same file against the built-ins alone lists only those
     found = issues_of(path)
     assert found[0].message == "unknown dialect 'nope'; known: rfc6749, teamserver"
-    assert found[2].message == "unknown store 'nope'; known: file, keyring, memory"
+    assert found[2].message == "unknown store 'nope'; known: file, keyring, memory, redis"
 
 
 def test_plugin_parts_are_accepted_and_their_options_validated(

@@ -213,7 +213,7 @@ def test_builtins_register_through_the_hooks() -> None:
     host = build_plugin_host()
     assert {name: e.plugin for name, e in host.stores.items()} == {
         "memory": "tokenflow.memory_store", "file": "tokenflow.file_store",
-        "keyring": "tokenflow.keyring"}
+        "keyring": "tokenflow.keyring", "redis": "tokenflow.redis_store"}
     assert {name: e.plugin for name, e in host.sources.items()} == {
         "env": "tokenflow.env_source", "file": "tokenflow.file_source",
         "command": "tokenflow.command_source", "keyring": "tokenflow.keyring",
@@ -223,7 +223,7 @@ def test_builtins_register_through_the_hooks() -> None:
     assert host.observer_plugins() == ["tokenflow.logging_sink"]
     # registered in BUILTIN_PLUGINS order, each as a module of hook implementations
     assert [info.name for info in host.plugins()] == list(BUILTIN_PLUGINS)
-    assert list(host.stores) == ["memory", "file", "keyring"]
+    assert list(host.stores) == ["memory", "file", "keyring", "redis"]
     for info in host.plugins():
         assert info.origin == "built-in"
         assert info.required == (info.name in REQUIRED_PLUGINS)
@@ -354,7 +354,7 @@ def test_disabling_the_keyring_plugin_removes_its_store(
         tokenflow.load_config(path)
     line, col = position(text, '"keyring"')
     assert [str(i) for i in caught.value.issues] == [
-        f"{path}:{line}:{col}: $.profiles.prod.store: unknown store 'keyring'; known: file, memory"]
+        f"{path}:{line}:{col}: $.profiles.prod.store: unknown store 'keyring'; known: file, memory, redis"]
 
     listed = run_cli("plugins")
     assert rows(listed.stdout)["tokenflow.keyring"] == ["blocked by $TOKENFLOW_DISABLE_PLUGINS", "-"]
@@ -632,7 +632,7 @@ def test_unknown_store_and_source_list_the_known_ones(
     with pytest.raises(ConfigError) as caught:
         tokenflow.load_config(path)
     messages = [i.message for i in caught.value.issues]
-    assert "unknown store 'vault'; known: file, jar, keyring, memory" in messages
+    assert "unknown store 'vault'; known: file, jar, keyring, memory, redis" in messages
     assert ("unknown secret source 'vault'; known: command, env, file, keyring, prompt, reverse"
             in messages)
 
@@ -643,7 +643,7 @@ def test_schema_command_includes_plugin_options(write_plugin: WritePlugin, plugi
     assert result.returncode == 0, result.stderr
     schema = json.loads(result.stdout)
     store = schema["$defs"]["profile"]["properties"]["store"]["oneOf"]
-    assert store[0] == {"enum": ["file", "jar", "keyring", "memory"]}
+    assert store[0] == {"enum": ["file", "jar", "keyring", "memory", "redis"]}
     jar = [s for s in store[1:] if s["required"] == ["jar"]]
     expected = importlib.import_module(name).JAR_SCHEMA
     assert {k: jar[0]["properties"]["jar"][k] for k in expected} == expected
@@ -653,7 +653,7 @@ def test_schema_command_includes_plugin_options(write_plugin: WritePlugin, plugi
     # without the plugin, its parts are gone
     plain = json.loads(run_cli("schema").stdout)
     assert plain["$defs"]["profile"]["properties"]["store"]["oneOf"][0] == {
-        "enum": ["file", "keyring", "memory"]}
+        "enum": ["file", "keyring", "memory", "redis"]}
 
 
 # -- the fast path and plugin sources ------------------------------------------------------------

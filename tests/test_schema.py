@@ -78,6 +78,7 @@ def test_every_key_the_loader_reads_is_in_the_schema(schema_text: str) -> None:
     assert set(defs["profile"]["properties"]) == {
         "extends", "abstract", "description", "server", "client", "grant", "username",
         "password", "scope", "store", "refresh_margin", "default_lifetime", "params",
+        "token_placement",
         # the interactive grants' keys (issue 10)
         "redirect_uri", "login_timeout", "browser", "authorize_params", "refresh_token"}
 
@@ -132,9 +133,9 @@ def test_printed_schema_matches_the_library(printed: dict[str, Any]) -> None:
 def test_printed_schema_has_store_parts(printed: dict[str, Any]) -> None:
     store = printed["$defs"]["profile"]["properties"]["store"]
     names, *options = store["oneOf"]
-    assert names == {"enum": ["file", "keyring", "memory"]}
+    assert names == {"enum": ["file", "keyring", "memory", "redis"]}
     by_name = {next(iter(o["properties"])): o for o in options}
-    assert sorted(by_name) == ["file", "keyring", "memory"]
+    assert sorted(by_name) == ["file", "keyring", "memory", "redis"]
     for name, option in by_name.items():
         assert option["required"] == [name] and option["additionalProperties"] is False
     file_options = by_name["file"]["properties"]["file"]

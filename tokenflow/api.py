@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from tokenflow.config.loader import config_from_data, read_config
 from tokenflow.config.model import ClientSpec, Config, Profile, ServerSpec
+from tokenflow.engine.pools import TransportPool
 from tokenflow.engine.session import TokenSession
 from tokenflow.plugins.host import PluginHost, build_plugin_host
 
@@ -44,6 +45,9 @@ class Tokenflow:
         self.plugins = plugins
         self._sessions: dict[str, TokenSession] = {}
         self._lock = threading.Lock()
+        # one connection pool per server, shared by every session (private ones too): 300
+        # sessions on one server keep a few sockets, not 300
+        self._transports = TransportPool()
 
     # -- the configuration, read through -------------------------------------------------------
     @property
@@ -86,18 +90,22 @@ class Tokenflow:
     def session(self, name: str | None = None, **options: Any) -> TokenSession:
         """The thread-safe :class:`~tokenflow.engine.session.TokenSession` of a profile.
 
-        Without *options* the session is cached and shared; with options (``clock=``,
-        ``store=``, ``login=``...) a new, private session is built.
+        Without *options* the session is cached and shared; with options (``on_event=`` to log
+        or count :class:`~tokenflow.events.TokenEvent`, ``login=`` for interactive grants, or
+        ``clock=`` and ``store=`` in tests) a new, private session is built. Every session
+        shares this object's connection pools.
         """
         profile = self.config.profile(name)
         if options:
+            options.setdefault("transports", self._transports)
             return TokenSession(profile, plugins=self.plugins, cache_dir=self.config.cache_dir,
                                 **options)
         with self._lock:
             session = self._sessions.get(profile.name)
             if session is None:
                 session = TokenSession(profile, plugins=self.plugins,
-                                       cache_dir=self.config.cache_dir)
+                                       cache_dir=self.config.cache_dir,
+                                       transports=self._transports)
                 self._sessions[profile.name] = session
             return session
 
@@ -107,6 +115,7 @@ class Tokenflow:
             for session in self._sessions.values():
                 session.close()
             self._sessions.clear()
+            self._transports.close()
 
     def __enter__(self) -> Self:
         return self

@@ -28,6 +28,7 @@ class EventKind(enum.StrEnum):
     DELETED = "deleted"  # a token was removed from the store (logout)
     REVOKED = "revoked"  # the server accepted a revocation
     LOGIN_REQUIRED = "login_required"  # a person must act: detail holds the URL or user code
+    INVALIDATED = "invalidated"  # a resource server refused the token; it was forgotten (401)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,9 @@ class KeyedLocks:
     while another thread waits on it would let two threads in at once.
 
     After ``fork()`` the child gets fresh locks: a lock some other parent thread held at the
-    moment of the fork would otherwise stay locked in the child for ever.
+    moment of the fork would otherwise stay locked in the child for ever. So callers look the
+    lock up on every use and never keep the object: a kept lock is the parent's, and may be
+    held by a thread that does not exist in the child.
     """
 
     def __init__(self) -> None:

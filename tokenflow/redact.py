@@ -199,14 +199,17 @@ def scrub_traceback(text: str) -> str:
     return "".join(lines)
 
 
-def install_log_filters() -> None:
-    """Attach the scrubbing filter to urllib3's loggers (idempotent; tokenflow's own loggers
-    get it from :func:`get_logger`).
+def install_log_filters(*libraries: str) -> None:
+    """Attach the scrubbing filter to urllib3's loggers, and those of *libraries* (for example
+    ``"httpx", "httpcore"``, whose loggers show request URLs that may carry a query-placed
+    token); idempotent. tokenflow's own loggers get it from :func:`get_logger`.
 
     A logger's filters only see records logged *to that logger*, not to its children, so the
     filter goes on every ``urllib3.*`` logger that exists once urllib3 has been imported.
     """
-    names = ["urllib3", *(n for n in logging.root.manager.loggerDict if n.startswith("urllib3."))]
+    prefixes = ("urllib3", *libraries)
+    names = [*prefixes, *(n for n in logging.root.manager.loggerDict
+                          if n.startswith(tuple(f"{p}." for p in prefixes)))]
     for name in names:
         if name not in _installed:
             logging.getLogger(name).addFilter(_FILTER)

@@ -51,6 +51,7 @@ log = get_logger("tokenflow.transport")
 
 MAX_BODY = 1024 * 1024
 MAX_RETRY_AFTER = 30.0  # seconds; beyond this we fail and let the caller decide
+MAX_RETRY_POLICIES = 64  # a shared transport serves many sessions, each with its own observer
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "tokenflow"
 
@@ -213,6 +214,8 @@ class Transport:
         immutable (``increment`` returns a new one) and building it costs ~5 µs per request."""
         retry = self._retries.get(on_retry)
         if retry is None:
+            if len(self._retries) >= MAX_RETRY_POLICIES:
+                self._retries.clear()  # bounded: a shared transport outlives many sessions
             retry = self._retries[on_retry] = self._new_retry(on_retry)
         return retry
 

@@ -1,11 +1,12 @@
 """The on-disk format of one cached token, shared by the file store and the CLI's fast path.
 
-Kept free of heavy imports (only ``os`` and ``stat``) because the fast path reads it before
-anything else is loaded: SHA-256 comes from the interpreter's built-in module, since ``hashlib``
-loads OpenSSL (2-3 ms and a few MB of resident memory on every ``tokenflow token``), and JSON is
-read and written by the C accelerator of the ``json`` package (``_json``), since importing the
-package compiles half a dozen regular expressions (1.5 ms). :func:`loads` and :func:`dumps_canonical`
-give exactly ``json``'s results and fall back to it for anything unusual. An entry is::
+Kept free of heavy imports (only ``os``, ``stat`` and :mod:`tokenflow.base.boundedread`) because
+the fast path reads it before anything else is loaded: SHA-256 comes from the interpreter's
+built-in module, since ``hashlib`` loads OpenSSL (2-3 ms and a few MB of resident memory on every
+``tokenflow token``), and JSON is read and written by the C accelerator of the ``json`` package
+(``_json``), since importing the package compiles half a dozen regular expressions (1.5 ms).
+:func:`loads` and :func:`dumps_canonical` give exactly ``json``'s results and fall back to it
+for anything unusual. An entry is::
 
     {"format": 1, "checksum": "sha256:<hex of the canonical token JSON>", "token": {...}}
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import os
 import stat
+
+from tokenflow.base import boundedread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds to import; annotations here are strings
@@ -115,6 +118,7 @@ def dumps_canonical(value: Any) -> str:
 
 
 FORMAT = 1
+LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: no token expires later
 
 
 class CorruptEntry(ValueError):
@@ -154,6 +158,13 @@ def decode(raw: bytes) -> dict[str, Any]:
     expected = "sha256:" + sha256(_canonical(token)).hexdigest()
     if entry.get("checksum") != expected:
         raise CorruptEntry("checksum mismatch")
+    for name in ("expires_at", "obtained_at"):
+        # NaN compares false with everything, so it would look fresh for ever; 1e308 breaks
+        # every date formatter: such an entry is damaged, whoever wrote it
+        value = token.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not 0 <= value <= LATEST_TIME:
+            raise CorruptEntry(f"{name} is not a time between 1970 and 9999")
     return token
 
 
@@ -169,17 +180,22 @@ def check_safe(st: os.stat_result, path: str) -> None:
         raise UnsafeEntry(f"refusing to read {path}: it is owned by uid {st.st_uid}, not by you")
 
 
+MAX_ENTRY_BYTES = 1 << 20  # a token entry is a few KB; a bigger file is not ours
+
+
 def read(path: str) -> dict[str, Any] | None:
-    """The token dict at *path*, ``None`` if absent; raises CorruptEntry or UnsafeEntry."""
+    """The token dict at *path*, ``None`` if absent; raises CorruptEntry or UnsafeEntry.
+
+    A symlink, a FIFO, a device or a directory at *path* is refused as unsafe (opening never
+    waits, see :mod:`tokenflow.base.boundedread`); a file over :data:`MAX_ENTRY_BYTES` is corrupt.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        raw = boundedread.read_limited(path, MAX_ENTRY_BYTES, follow_symlinks=False,
+                                       check=lambda st: check_safe(st, path))
     except FileNotFoundError:
         return None
-    try:
-        check_safe(os.fstat(fd), path)
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return decode(b"".join(chunks))
+    except boundedread.NotRegularFile as exc:
+        raise UnsafeEntry(f"refusing to read {exc}; delete it") from None
+    except boundedread.FileTooLarge as exc:
+        raise CorruptEntry(str(exc)) from None
+    return decode(raw)

@@ -12,9 +12,24 @@ import time
 FORMATS = ("raw", "json", "header", "env", "exec-credential")
 
 
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z, the last instant ISO 8601 writes in 4 digits
+
+
+def _clamp(epoch: float) -> float:
+    """*epoch* inside what ``time.gmtime`` and RFC 3339 can express (NaN reads as 0).
+
+    A cache file or a server may hold any number (``1e308``, ``inf``, ``NaN``): printing it must
+    not be what fails.
+    """
+    if epoch != epoch:  # NaN
+        return 0.0
+    return min(max(epoch, 0.0), LATEST)
+
+
 def iso_utc(epoch: float) -> str:
-    """``2026-11-28T08:33:37Z``: ISO 8601 / RFC 3339 in UTC, whole seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    """``2026-11-28T08:33:37Z``: ISO 8601 / RFC 3339 in UTC, whole seconds (clamped to
+    1970-01-01..9999-12-31)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_clamp(epoch)))
 
 
 def shell_quote(value: str) -> str:
@@ -31,6 +46,7 @@ def render(
     now: float,
 ) -> str:
     """The text to print for *fmt* (one of :data:`FORMATS`), with a trailing newline."""
+    expires_at = _clamp(expires_at)
     if fmt == "raw":
         return access_token + "\n"
     if fmt == "header":

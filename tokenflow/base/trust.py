@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import stat
 
+from tokenflow.base.boundedread import read_limited
 from tokenflow.base.cachefile import UnsafeEntry, check_safe, sha256
 
 __all__ = ["KEY_BYTES", "check_dir_chain", "keyed_digest", "load_key", "read_private"]
@@ -77,28 +78,15 @@ def check_dir_chain(directory: str) -> None:
 def read_private(path: str, limit: int) -> bytes | None:
     """The bytes of the regular file *path* (at most *limit*), ``None`` if it does not exist.
 
-    Refuses (``UnsafeEntry``) a file others could have written, in a directory others could
-    have replaced, a symbolic link, a FIFO or a device, and a file over *limit* bytes; never
-    blocks on a FIFO.
+    Refuses (an ``OSError``) a file others could have written, in a directory others could have
+    replaced, a symbolic link, a FIFO or a device, and a file over *limit* bytes; never blocks.
     """
     check_dir_chain(os.path.dirname(os.path.abspath(path)))
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        return read_limited(path, limit, follow_symlinks=False,
+                            check=lambda st: check_safe(st, path))
     except FileNotFoundError:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeEntry(f"refusing to read {path}: not a regular file")
-        check_safe(st, path)
-        if st.st_size > limit:
-            raise UnsafeEntry(f"refusing to read {path}: over {limit} bytes")
-        data = os.read(fd, limit + 1)
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise UnsafeEntry(f"refusing to read {path}: over {limit} bytes")
-    return data
 
 
 def load_key(path: str, *, create: bool) -> bytes | None:

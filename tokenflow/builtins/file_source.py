@@ -1,8 +1,9 @@
 """The ``file`` secret source: ``{file: PATH}`` reads a file's first line.
 
-Relative paths are relative to the config file that names them. Trailing newlines are removed
-(files written by ``echo`` end with one); other whitespace is kept, since it may be part of a
-password.
+Relative paths are relative to the config file that names them. Only the first line is read
+(its ``\n`` or ``\r\n`` removed; other whitespace is kept, since it may be part of a password),
+at most 64 KiB, and only from a regular file: a FIFO, a device such as ``/dev/zero`` or a
+directory is refused at once instead of hanging or filling memory.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tokenflow.base import boundedread
 from tokenflow.errors import ConfigError, CredentialError
 from tokenflow.plugins.contracts import PluginContext, SourceRegistrar, Watched
 from tokenflow.plugins.hookspecs import hookimpl
+
+MAX_SECRET_BYTES = 64 * 1024  # a password or key on one line; more is not a secret file
 
 
 def secret_file_path(options: Any, context: PluginContext) -> Path:
@@ -23,14 +27,16 @@ def secret_file_path(options: Any, context: PluginContext) -> Path:
 def resolve_file(options: Any, context: PluginContext) -> str:
     path = secret_file_path(options, context)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = boundedread.read_first_line(str(path), MAX_SECRET_BYTES)
+        return raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"profile {context.profile!r}: secret file {path} does not exist") from None
+    except (boundedread.NotRegularFile, boundedread.FileTooLarge) as exc:
+        raise CredentialError(f"profile {context.profile!r}: secret file {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CredentialError(
             f"profile {context.profile!r}: cannot read secret file {path}: {type(exc).__name__}"
         ) from None
-    return text.splitlines()[0] if text else ""
 
 
 def watch_file(options: Any, context: PluginContext) -> Watched:

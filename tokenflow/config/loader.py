@@ -58,7 +58,15 @@ __all__ = [
 
 JsonPath = tuple[str | int, ...]
 SECTIONS = ("servers", "clients", "profiles")
-MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024  # a config of 1,000 profiles is about 200 KB
+# YAML aliases make a small file describe a huge value ("billion laughs": 9 anchors of 10 aliases
+# each are 10^9 nodes in under 500 bytes), and merge keys (<<) copy mappings the same way. The
+# builder counts every node it constructs (an alias is built each time it is used), each alias
+# use (a merged mapping is one) and the pairs merge keys copy, and stops at these (a 1,000-profile
+# config is about 15,000 nodes, and merges an anchor into each profile with 1,000 alias uses).
+MAX_YAML_NODES = 100_000
+MAX_YAML_ALIASES = 10_000
+MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024  # certifi's bundle is about 300 KB
 _VAR_RE = re.compile(
     r"\$(?:(?P<dollar>\$)"
     r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
@@ -117,14 +125,54 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+class _TooBig(Exception):
+    """The document expands past :data:`MAX_YAML_NODES` or :data:`MAX_YAML_ALIASES`."""
+
+    def __init__(self, issue: ConfigIssue) -> None:
+        super().__init__(issue.message)
+        self.issue = issue
+
+
 class _Builder:
-    """Turn a composed YAML node tree into plain data, recording positions."""
+    """Turn a composed YAML node graph into plain data, recording positions.
+
+    The composer resolves an alias to the very node its anchor names, so the graph can share
+    nodes; building it expands every use. The builder counts what it builds and gives up at
+    the limits, with an issue located at the node where the limit was crossed.
+    """
 
     def __init__(self, doc: Document, loader: yaml.SafeLoader, issues: list[ConfigIssue]) -> None:
         self.doc = doc
         self.loader = loader
         self.issues = issues
         self.active: set[int] = set()
+        self.seen: set[int] = set()  # nodes built once: meeting one again is an alias use
+        self.nodes = 0
+        self.aliases = 0
+        self.expanding = 0  # > 0 while building the copy an alias (or a merged key) makes
+
+    def _count(self, node: yaml.Node, path: JsonPath) -> bool:
+        """One node built at *path*; True if it starts the expansion of an alias."""
+        alias = id(node) in self.seen and not self.expanding
+        if alias:
+            self._count_alias(path)
+        self.seen.add(id(node))
+        self._add_nodes(1, path)
+        return alias
+
+    def _count_alias(self, path: JsonPath) -> None:
+        self.aliases += 1
+        if self.aliases > MAX_YAML_ALIASES:
+            raise _TooBig(self.doc.issue(path, (
+                f"more than {MAX_YAML_ALIASES:,} uses of YAML aliases (*name); "
+                "refusing a document that expands this much")))
+
+    def _add_nodes(self, count: int, path: JsonPath) -> None:
+        self.nodes += count
+        if self.nodes > MAX_YAML_NODES:
+            raise _TooBig(self.doc.issue(path, (
+                f"the document expands to more than {MAX_YAML_NODES:,} values (through YAML "
+                "aliases or merge keys); refusing it")))
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
         self.doc.values.setdefault(path, _mark(node))
@@ -134,6 +182,8 @@ class _Builder:
         if len(path) > 50:
             self.issues.append(self.doc.issue(path, "nested too deeply"))
             return None
+        alias = self._count(node, path)
+        self.expanding += alias
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
@@ -147,14 +197,50 @@ class _Builder:
                 return None
         finally:
             self.active.discard(id(node))
+            self.expanding -= alias
+
+    def _merged_size(self, node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
+        """How many pairs *node* holds once its merge keys are flattened, computed without
+        flattening: PyYAML's flatten_mapping copies merged pairs without removing duplicates,
+        so chained merges double at each level (``<<: [*a, *a]``) before anything is built."""
+        if not isinstance(node, yaml.MappingNode) or depth > 50:
+            return 0
+        known = memo.get(id(node))
+        if known is not None:
+            return known
+        memo[id(node)] = 0  # a merge cycle adds nothing (flatten_mapping reports it)
+        total = 0
+        for key_node, value_node in node.value:
+            if key_node.tag != "tag:yaml.org,2002:merge":
+                total += 1
+                continue
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for sub in merged:
+                total += self._merged_size(sub, memo, depth + 1)
+                if total > MAX_YAML_NODES:
+                    break
+        memo[id(node)] = total
+        return total
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
+        own = len(node.value)
+        merges = [value for key, value in node.value if key.tag == "tag:yaml.org,2002:merge"]
+        if merges:
+            own -= len(merges)
+            if not self.expanding:  # each mapping merged in is one alias use
+                for value in merges:
+                    for _ in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                        self._count_alias(path)
+            # checked before flattening, which copies them all (building them counts them)
+            if self.nodes + self._merged_size(node, {}) > MAX_YAML_NODES:
+                self._add_nodes(MAX_YAML_NODES + 1, path)
         try:
             self.loader.flatten_mapping(node)  # YAML merge keys (<<)
         except yaml.YAMLError as exc:
             self.issues.append(self.doc.issue(path, f"bad merge key: {exc}"))
+        merged = max(len(node.value) - own, 0)  # flatten_mapping puts the merged pairs first
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 line, col = _mark(key_node)
                 self.issues.append(
@@ -174,7 +260,12 @@ class _Builder:
                 )
                 continue
             self.doc.keys[child] = _mark(key_node)
-            result[key] = self.build(value_node, child)
+            copied = index < merged  # a merged pair's value: part of that merge's alias use
+            self.expanding += copied
+            try:
+                result[key] = self.build(value_node, child)
+            finally:
+                self.expanding -= copied
         return result
 
 
@@ -191,9 +282,16 @@ _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 def parse_document(text: str, source: str, base_dir: Path) -> tuple[Document, list[ConfigIssue]]:
-    """Parse YAML *text*; problems come back as issues, never as other exceptions."""
+    """Parse YAML *text*; problems come back as issues, never as other exceptions.
+
+    Bounded: text over :data:`MAX_FILE_BYTES` is refused before parsing, and building stops at
+    :data:`MAX_YAML_NODES` values or :data:`MAX_YAML_ALIASES` alias uses.
+    """
     doc = Document(source, base_dir)
     issues: list[ConfigIssue] = []
+    if len(text) > MAX_FILE_BYTES:  # characters: at least as many bytes
+        issues.append(ConfigIssue(source, 0, 0, "", f"file is over {MAX_FILE_BYTES >> 20} MiB"))
+        return doc, issues
     try:
         loader = _YamlLoader(text)
     except yaml.reader.ReaderError as exc:  # e.g. a control character: the reader checks all text first
@@ -205,6 +303,9 @@ def parse_document(text: str, source: str, base_dir: Path) -> tuple[Document, li
             issues.append(ConfigIssue(source, 1, 1, "$", "the file is empty; expected 'version: 1'"))
             return doc, issues
         doc.data = _Builder(doc, loader, issues).build(node, ())
+    except _TooBig as exc:
+        doc.data = None
+        issues.append(exc.issue)
     except yaml.reader.ReaderError as exc:  # libyaml's reader checks as it goes
         issues.append(_reader_issue(exc, text, source))
     except yaml.MarkedYAMLError as exc:
@@ -475,19 +576,33 @@ def _known(names: Mapping[str, Any]) -> str:
 
 
 def _ca_bundle_problem(bundle: Path) -> str | None:
-    """Why *bundle* cannot serve as ``verify: PATH`` (found now, not at the first request)."""
-    if not bundle.exists():
-        return "does not exist"
+    """Why *bundle* cannot serve as ``verify: PATH`` (found now, not at the first request).
+
+    Read like every local input (a regular file, bounded): OpenSSL would wait for ever on a
+    FIFO named here.
+    """
+    from tokenflow.base import boundedread
+
     if bundle.is_dir():
         return "is a directory; give a PEM file of CA certificates"
+    try:
+        pem = boundedread.read_limited(str(bundle), MAX_CA_BUNDLE_BYTES)
+    except FileNotFoundError:
+        return "does not exist"
+    except boundedread.NotRegularFile as exc:
+        return f"is {exc.kind}; give a PEM file of CA certificates"
+    except boundedread.FileTooLarge:
+        return f"is over {MAX_CA_BUNDLE_BYTES >> 20} MiB; give a PEM file of CA certificates"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if not pem.strip():
+        return "holds no PEM certificate"
     import ssl
 
     try:
-        ssl.create_default_context(cafile=str(bundle))
-    except (ssl.SSLError, ValueError):
+        ssl.create_default_context(cadata=pem.decode("ascii"))
+    except (ssl.SSLError, ValueError):  # UnicodeDecodeError is a ValueError
         return "holds no PEM certificate"
-    except OSError as exc:
-        return f"cannot be read: {exc.strerror or exc}"
     return None
 
 
@@ -667,6 +782,7 @@ class _ModelBuilder:
             refresh_margin=float(value.get("refresh_margin", DEFAULT_REFRESH_MARGIN)),
             default_lifetime=float(value.get("default_lifetime", DEFAULT_LIFETIME)),
             params=dict(value.get("params", {})),
+            token_placement=str(value.get("token_placement", "header")),
             description=str(value.get("description", "")),
             where=own.doc.location(("profiles", name)),
             extends=lineage,
@@ -742,12 +858,22 @@ def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
 
 
 def _read(path: Path, issues: list[ConfigIssue]) -> str | None:
+    """The text of one config file: a regular file of at most :data:`MAX_FILE_BYTES`.
+
+    Any cloned repository's ``./tokenflow.yaml`` is read automatically, so a FIFO, a device
+    (``/dev/zero``) or a huge file is refused at once rather than waited on or read whole.
+    """
+    from tokenflow.base import boundedread
+
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            issues.append(ConfigIssue(str(path), 0, 0, "", f"file is over {MAX_FILE_BYTES} bytes"))
-            return None
-        return path.read_text(encoding="utf-8")
+        text = boundedread.read_limited(str(path), MAX_FILE_BYTES).decode("utf-8")
+        return text.replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads lines
+    except boundedread.NotRegularFile as exc:
+        issues.append(ConfigIssue(str(path), 0, 0, "",
+                                  f"cannot read: it is {exc.kind}, not a regular file"))
+    except boundedread.FileTooLarge:
+        issues.append(ConfigIssue(str(path), 0, 0, "",
+                                  f"file is over {MAX_FILE_BYTES >> 20} MiB; refusing to read it"))
     except FileNotFoundError:
         issues.append(ConfigIssue(str(path), 0, 0, "", "no such file or directory"))
     except UnicodeDecodeError as exc:

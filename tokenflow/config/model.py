@@ -89,6 +89,7 @@ class Profile:
     refresh_margin: float = DEFAULT_REFRESH_MARGIN
     default_lifetime: float = DEFAULT_LIFETIME
     params: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry an assertion
+    token_placement: str = "header"  # "header" (Authorization: Bearer) or "query" (?access_token=)
     description: str = ""
     where: str = ""  # FILE:LINE where the profile is defined
     extends: tuple[str, ...] = ()  # the chain of parents, nearest first

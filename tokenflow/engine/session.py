@@ -22,26 +22,41 @@ threads and processes asking at the moment of expiry cause one token request.
 
 The clock is injectable (``clock=``) and is the wall clock by default: a monotonic clock stops
 while a laptop sleeps, and tokens keep expiring meanwhile.
+
+When a resource server refuses a token the cache still calls fresh (another process refreshed
+and the server dropped the old token), :meth:`TokenSession.invalidate` forgets it, but only if
+it is still the token the caller used: a burst of 401s from many threads or processes then
+causes one refresh, not one per request. The async API (``atoken``, ``aheaders``,
+``ainvalidate``) answers from memory inline and runs anything slower (store I/O, locks, HTTP)
+in a worker thread, so an event loop is never blocked; the single flight is the same one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import enum
 import math
+import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenflow.config.model import Profile, SecretSpec
+from tokenflow.engine.aio import AsyncFlight
 from tokenflow.engine.discovery import Discovery
 from tokenflow.engine.identity import cache_key, user_identity
+from tokenflow.engine.placement import QUERY, place
 from tokenflow.errors import (
     ConfigError,
     CredentialError,
     ReauthenticationRequired,
+    StorageError,
     TokenflowError,
     TokenRequestError,
     TransportError,
@@ -50,8 +65,11 @@ from tokenflow.events import EventKind, TokenEvent
 from tokenflow.keyedlocks import KeyedLocks
 from tokenflow.plugins.contracts import HttpRequest, HttpResponse, PluginContext, TokenStore
 from tokenflow.plugins.host import PluginHost
-from tokenflow.redact import Secret
+from tokenflow.redact import Secret, get_logger, install_log_filters
 from tokenflow.tokens import Token, parse_token_response
+
+if TYPE_CHECKING:
+    from tokenflow.engine.pools import TransportPool
 
 __all__ = [
     "REFUSED_REFRESH_ERRORS",
@@ -66,6 +84,9 @@ REFUSED_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token"})
 STALE_RETRY_INTERVAL = 5.0  # seconds between refresh attempts while serving a stale token
 
 Clock = Callable[[], float]
+EventCallback = Callable[[TokenEvent], None]
+
+log = get_logger("tokenflow.session")
 
 
 class State(enum.Enum):
@@ -90,6 +111,22 @@ def classify(token: Token | None, now: float, margin: float) -> State:
 
 # shared by every session of this process, so two sessions of one identity refresh once
 _key_lock = KeyedLocks()
+_sessions: weakref.WeakSet[TokenSession] = weakref.WeakSet()
+
+
+def _reset_sessions_after_fork() -> None:
+    """In a forked child, no session keeps the parent's connection pools.
+
+    The child would otherwise write to the parent's keep-alive sockets (two processes reading
+    one reply), or wait for ever on a pool lock a parent thread held at the moment of the fork.
+    The per-key locks are reset by :mod:`tokenflow.keyedlocks`, which sessions never keep.
+    """
+    for session in list(_sessions):
+        session._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_sessions_after_fork)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +158,18 @@ class TokenSession:
         store: TokenStore | None = None,
         interactive: bool | None = None,
         login: Callable[[LoginPrompt], None] | None = None,
+        on_event: EventCallback | None = None,
+        transports: TransportPool | None = None,
     ) -> None:
+        """*on_event* receives every :class:`~tokenflow.events.TokenEvent` the plugin observers
+        get (one that raises is logged and ignored). *transports* shares connection pools with
+        the other sessions of its owner; without it the session opens its own."""
         self.profile = profile
+        self._on_event = on_event
+        self._transports = transports
+        self._async_flight: AsyncFlight[Token] = AsyncFlight()
+        self._async_invalidations: AsyncFlight[bool] = AsyncFlight()
+        self._url_logs_scrubbed = False
         self._plugins = plugins
         self._clock = clock
         self._sleep = sleep
@@ -137,7 +184,6 @@ class TokenSession:
         identity = user_identity(profile, self._grant_entry.grant.identity_options,
                                  plugins.sources, self._secret)
         self.cache_key = cache_key(profile, identity)
-        self._lock = _key_lock(self.cache_key)
         if store is None:
             entry = plugins.store(profile.store.name)
             store = entry.factory(profile.store.options, self._context(profile.store.base_dir))
@@ -149,6 +195,37 @@ class TokenSession:
         # least as new as the one it belongs to; forgetting only moves the deadline.
         self._fresh_token: Token | None = None
         self._fresh_until = -math.inf
+        _sessions.add(self)
+
+    @property
+    def _lock(self) -> threading.Lock:
+        """This key's in-process lock, looked up on each use (never kept: after ``fork()`` the
+        child's locks are new ones, and a kept lock could be one a parent thread held)."""
+        return _key_lock(self.cache_key)
+
+    @contextlib.contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """The store's cross-process lock of this key.
+
+        An ``OSError`` while taking it (a read-only or full cache directory, a lock path that
+        is a directory) is an ordinary condition of the machine, so it becomes a
+        :class:`StorageError` naming the store, whatever store plugin raised it.
+        """
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(self.store.lock(self.cache_key))
+        except OSError as exc:
+            raise StorageError(
+                f"profile {self.profile.name!r}: cannot lock the {self.profile.store.name!r} "
+                f"token store: {exc.strerror or type(exc).__name__}"
+                f"{f' ({exc.filename})' if exc.filename else ''}"
+            ) from None
+        with stack:
+            yield
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the connection pools: the parent's sockets are not the child's to use."""
+        self._transport = None
 
     # -- the hot path --------------------------------------------------------------------------
     def token(self) -> Token:
@@ -158,8 +235,94 @@ class TokenSession:
         return self._obtain(force=False)
 
     def headers(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer <token>"}`` for the current token."""
+        """``{"Authorization": "Bearer <token>"}`` for the current token.
+
+        This is the header placement whatever the profile says; :meth:`apply` honours the
+        profile's ``token_placement``.
+        """
         return {"Authorization": f"Bearer {self.token().access_token}"}
+
+    @property
+    def token_placement(self) -> str:
+        """``"header"`` or ``"query"``: where requests to the resource server carry the token."""
+        return self.profile.token_placement
+
+    def apply(
+        self, url: str, headers: Mapping[str, str] | None = None, token: Token | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """``(url, headers)`` carrying *token* (default: the current one) where the profile's
+        ``token_placement`` says: the ``Authorization`` header or the ``access_token`` query
+        parameter. Keep the token you used, to hand it to :meth:`invalidate` after a 401."""
+        token = self.token() if token is None else token
+        placement = self.profile.token_placement
+        if placement == QUERY and not self._url_logs_scrubbed:
+            # the token is now part of a URL, which HTTP libraries log at DEBUG
+            install_log_filters("httpx", "httpcore")
+            self._url_logs_scrubbed = True
+        return place(url, headers, token.access_token, placement)
+
+    def invalidate(self, token: Token | str) -> bool:
+        """Forget *token* (a Token or its access token) because a resource server refused it.
+
+        Only if it is still the cached token, in memory and in the store (compared and replaced
+        under this process's lock and the store's lock): when many callers report the same
+        refused token, the first forgets it and the next :meth:`token` refreshes once; the
+        others find the new token already there. The stored copy is kept with its refresh
+        token but marked expired, so the refresh grant (not a new sign-in) replaces it.
+        Returns whether anything was forgotten.
+        """
+        access = token if isinstance(token, str) else token.access_token
+        if self._holds_newer_than(access):
+            return False
+        started = time.perf_counter()
+        forgotten: Token | None = None
+        with self._lock:
+            fresh = self._fresh_token
+            if fresh is not None and fresh.access_token == access and self._fresh_until > -math.inf:
+                self._fresh_until = -math.inf
+                forgotten = fresh
+            with self._store_lock():
+                stored = self.store.load(self.cache_key)
+                now = self._clock()
+                if stored is not None and stored.access_token == access and stored.expires_at > now:
+                    self.store.save(self.cache_key, dataclasses.replace(stored, expires_at=now))
+                    forgotten = stored
+        if forgotten is not None:
+            self._emit(EventKind.INVALIDATED, forgotten, started)
+        return forgotten is not None
+
+    def _holds_newer_than(self, access: str) -> bool:
+        """Whether memory holds a fresh token other than *access*: then the store does too
+        (memory only takes tokens read from or saved to the store), and a 401 for *access*
+        is late news that needs no lock."""
+        fresh = self._fresh_token
+        return (fresh is not None and self._clock() < self._fresh_until
+                and fresh.access_token != access)
+
+    # -- the async API -------------------------------------------------------------------------
+    async def atoken(self) -> Token:
+        """:meth:`token` for async code: from memory inline, else in a worker thread.
+
+        Any number of tasks (and threads) asking at expiry cause one request, as with
+        :meth:`token`; the tasks of one event loop share one worker thread. Works under
+        asyncio, and under trio with anyio installed.
+        """
+        if self._clock() < self._fresh_until:
+            return self._fresh_token  # type: ignore[return-value]  # set before the deadline
+        return await self._async_flight.run(lambda: self._obtain(force=False))
+
+    async def aheaders(self) -> dict[str, str]:
+        """:meth:`headers` for async code."""
+        return {"Authorization": f"Bearer {(await self.atoken()).access_token}"}
+
+    async def ainvalidate(self, token: Token | str) -> bool:
+        """:meth:`invalidate` for async code: late news is answered inline; otherwise locks and
+        the store are used in a worker thread, one for all the tasks of a loop reporting the
+        same token."""
+        access = token if isinstance(token, str) else token.access_token
+        if self._holds_newer_than(access):
+            return False
+        return await self._async_invalidations.run(lambda: self.invalidate(access), key=access)
 
     def force_refresh(self) -> Token:
         """Get a new token now (refresh if possible, else grant), whatever the cached one's state."""
@@ -185,7 +348,7 @@ class TokenSession:
                         assert token is not None
                         self._emit(EventKind.CACHE_HIT, token, started)
                         return self._remember(token)
-                with self.store.lock(self.cache_key):
+                with self._store_lock():
                     return self._obtain_locked(force, started)
         except TokenflowError as exc:
             self._emit(EventKind.FAILED, None, started, error=_error_code(exc))
@@ -342,6 +505,9 @@ class TokenSession:
 
     def _get_transport(self) -> Any:
         if self._transport is None:
+            if self._transports is not None:
+                self._transport = self._transports.get(self.profile.server)
+                return self._transport
             from tokenflow.transport import Transport  # urllib3 is loaded only when a request is needed
 
             self._transport = Transport(self.profile.server)
@@ -356,7 +522,7 @@ class TokenSession:
         login``): for an interactive grant, this is when the person signs in."""
         started = time.perf_counter()
         try:
-            with self._lock, self.store.lock(self.cache_key):
+            with self._lock, self._store_lock():
                 token = self._grant(reason=None)
                 self._save(token, EventKind.FETCHED, started)
                 return self._remember(token)
@@ -404,7 +570,7 @@ class TokenSession:
         (the error is raised afterwards), so logging out always logs out.
         """
         started = time.perf_counter()
-        with self._lock, self.store.lock(self.cache_key):
+        with self._lock, self._store_lock():
             token = self.store.load(self.cache_key)
             failure: TokenflowError | None = None
             if revoke and token is not None:
@@ -442,9 +608,10 @@ class TokenSession:
 
     def close(self) -> None:
         """Close the connection pool (the session stays usable: the next request opens a new
-        one, reading the proxy variables afresh)."""
+        one, reading the proxy variables afresh). A pool shared through ``transports=`` is
+        left to its owner, which closes it when it closes all its sessions."""
         transport, self._transport = self._transport, None
-        if transport is not None:
+        if transport is not None and self._transports is None:
             transport.close()
 
     # -- events --------------------------------------------------------------------------------
@@ -457,9 +624,10 @@ class TokenSession:
         error: str | None = None,
         detail: str = "",
     ) -> None:
-        if not self._plugins.has_observers:
+        observers = self._plugins.has_observers
+        if not observers and self._on_event is None:
             return
-        self._plugins.emit(TokenEvent(
+        event = TokenEvent(
             kind=kind,
             profile=self.profile.name,
             cache_key=self.cache_key,
@@ -467,7 +635,15 @@ class TokenSession:
             duration=time.perf_counter() - started,
             error=error,
             detail=detail,
-        ))
+        )
+        if observers:
+            self._plugins.emit(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception as exc:  # a broken callback must not break token handling
+                log.warning("on_event callback of profile %r raised %s: %s (ignored)",
+                            self.profile.name, type(exc).__name__, exc)
 
     def __repr__(self) -> str:
         return f"TokenSession(profile={self.profile.name!r}, cache_key={self.cache_key!r})"

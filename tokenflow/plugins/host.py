@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: Final[dict[str, str]] = {
     "tokenflow.memory_store": "tokenflow.builtins.memory_store",
     "tokenflow.file_store": "tokenflow.builtins.file_store",
     "tokenflow.keyring": "tokenflow.builtins.keyring_plugin",
+    "tokenflow.redis_store": "tokenflow.builtins.redis_store",
     "tokenflow.env_source": "tokenflow.builtins.env_source",
     "tokenflow.file_source": "tokenflow.builtins.file_source",
     "tokenflow.command_source": "tokenflow.builtins.command_source",

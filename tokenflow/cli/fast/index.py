@@ -34,11 +34,11 @@ and import-linter check it, imports inside functions included.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import time
 
 from tokenflow.base import cachefile, locations, output
+from tokenflow.base.boundedread import read_limited
 from tokenflow.base.freshness import refresh_at
 from tokenflow.base.trust import keyed_digest, load_key, read_private
 
@@ -51,6 +51,7 @@ INDEX_FORMAT = 2
 PLUGIN_ENV = ("TOKENFLOW_PLUGINS", "TOKENFLOW_DISABLE_PLUGINS")
 RACY_SECONDS = 2.0  # a file modified this close to the head's writing is hashed, not trusted
 MAX_INDEX_FILE = 1024 * 1024
+MAX_WATCHED_FILE = 16 * 1024 * 1024  # a config file or a username file, hashed
 
 
 # -- what the index is made of (shared with the writer) -------------------------------------------
@@ -61,18 +62,9 @@ def sha256_hex(data: bytes) -> str:
 def file_digest(path: str) -> str | None:
     """SHA-256 of a regular file's content (bounded), ``None`` if it cannot be read."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        return sha256_hex(read_limited(path, MAX_WATCHED_FILE))
     except OSError:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 16 * MAX_INDEX_FILE:
-            return None
-        return sha256_hex(os.read(fd, st.st_size + 1))
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def file_stamp(path: str) -> list[int] | None:
