@@ -239,3 +239,26 @@ def test_no_code_verifier_or_state_in_debug_logs(
     assert "GET /callback" not in text and "POST /oauth2/token" in text, "DEBUG logging was on"
     for secret in (sent["code"], sent["code_verifier"], state, token.access_token, token.refresh_token):
         assert secret and secret not in text
+
+
+def test_authorize_params_are_added_but_cannot_replace_the_flows_own(
+    independent_server: IndependentServer,
+) -> None:
+    import tokenflow
+    from tokenflow.errors import ConfigError
+
+    browser = Browser()
+    ctx = context(independent_server, browser, options={"authorize_params": {"prompt": "login"}})
+    AuthorizationCodeGrant().obtain(ctx)
+    browser.join()
+    assert "&prompt=login&" in (ctx.notices[0].url or "")
+
+    mapping = {
+        "version": 1, "servers": {"s": {"token_url": independent_server.token_url,
+                                        "authorization_url": independent_server.authorize_url}},
+        "clients": {"c": {"client_id": PUBLIC_CLIENT}},
+        "profiles": {"p": {"server": "s", "client": "c", "grant": "authorization_code",
+                           "authorize_params": {"state": "fixed"}}},
+    }
+    with pytest.raises(ConfigError, match="authorize_params"):
+        tokenflow.config_from_mapping(mapping)
