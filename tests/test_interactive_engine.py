@@ -168,3 +168,24 @@ def test_teamserver_puts_the_code_exchange_in_the_query_with_a_public_clients_id
     assert query == {"grant_type": "authorization_code", "code": "c0de",
                      "redirect_uri": "http://127.0.0.1:5/cb", "code_verifier": "v" * 43,
                      "client_id": PUBLIC_CLIENT}
+
+
+def test_a_moved_device_endpoint_is_found_by_reading_the_metadata_again(
+    independent_server: IndependentServer, write_config: WriteConfig, cache_dir: Path
+) -> None:
+    path = write_config(config_yaml(independent_server, "device_code", discovery=True))
+
+    def approve(prompt: LoginPrompt) -> None:
+        if prompt.user_code and prompt.url and "user_code=" not in prompt.url:
+            independent_server.approve_device(prompt.user_code)
+
+    load(path).session("dev", login=approve, sleep=lambda s: None).login()
+    [cached] = (cache_dir / "discovery").iterdir()
+    data = json.loads(cached.read_text())
+    data["metadata"]["endpoints"]["device_authorization"] = independent_server.url + "/old/device"
+    cached.write_text(json.dumps(data))
+    token = load(path).session("dev", login=approve, sleep=lambda s: None).login()
+    assert independent_server.is_valid_access_token(token.access_token)
+    assert independent_server.counts["metadata"] == 2
+    assert independent_server.counts["device_authorization"] == 2
+    assert [r.status for r in independent_server.requests if r.path == "/old/device"] == [404]

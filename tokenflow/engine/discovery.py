@@ -215,6 +215,20 @@ class Discovery:
             self._save(self._metadata)
             return before is None or self._metadata.endpoints != before.endpoints
 
+    def moved_after_not_found(self, url: str) -> str | None:
+        """After *url* answered 404: if it is a discovered endpoint and the metadata, read again
+        (:meth:`refresh_after_not_found`), now names another URL for it, that URL."""
+        with self._lock:
+            current = self._metadata
+        if current is None:
+            return None
+        names = [name for name, value in current.endpoints.items()
+                 if value == url and self.discovered(name)]
+        if not names or not self.refresh_after_not_found():
+            return None
+        moved = self.metadata().endpoints.get(names[0])
+        return moved if moved and moved != url else None
+
     def metadata(self) -> ServerMetadata:
         """The issuer's metadata: from memory, the cache file, or the server (then cached)."""
         with self._lock:

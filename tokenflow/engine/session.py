@@ -694,8 +694,15 @@ class _SessionGrantContext:
                                       previous_refresh_token=None)
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        response: HttpResponse = self._session._get_transport().send(
-            request, on_retry=self._session._on_retry)
+        session = self._session
+        response: HttpResponse = session._get_transport().send(request, on_retry=session._on_retry)
+        if response.status == 404:
+            # an endpoint taken from the issuer's metadata that is gone (a device authorization
+            # endpoint, say): read the metadata again, once, and go where it points now
+            moved = session._discovery().moved_after_not_found(request.url)
+            if moved is not None:
+                response = session._get_transport().send(
+                    dataclasses.replace(request, url=moved), on_retry=session._on_retry)
         return response
 
     def clock(self) -> float:
