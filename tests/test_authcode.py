@@ -262,3 +262,40 @@ def test_authorize_params_are_added_but_cannot_replace_the_flows_own(
     }
     with pytest.raises(ConfigError, match="authorize_params"):
         tokenflow.config_from_mapping(mapping)
+
+
+def test_a_fixed_port_can_be_used_again_at_once(independent_server: IndependentServer) -> None:
+    """The last sign-in's connection in TIME_WAIT must not make the next one fail."""
+    from tokenflow.builtins.loopback import LoopbackListener
+
+    port = free_port()
+    targets = parse_redirect_uris(f"http://127.0.0.1:{port}/callback")
+    # a previous sign-in served a page, closing the connection first
+    with LoopbackListener(targets) as previous, socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(b"GET /favicon.ico HTTP/1.0\r\n\r\n")
+        previous._server.handle_request()
+        assert client.recv(65536).startswith(b"HTTP/1.0 404")
+    with LoopbackListener(targets) as again:  # its end of that connection is in TIME_WAIT now
+        assert again.port == port
+    browser = Browser()
+    ctx = context(independent_server, browser,
+                  options={"redirect_uri": f"http://127.0.0.1:{port}/callback"})
+    token = AuthorizationCodeGrant().obtain(ctx)
+    browser.join()
+    assert independent_server.is_valid_access_token(token.access_token)
+
+
+def test_ipv6_loopback_is_served_when_written(independent_server: IndependentServer) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    browser = Browser()
+    ctx = context(independent_server, browser, options={"redirect_uri": "http://[::1]:0/callback"})
+    token = AuthorizationCodeGrant().obtain(ctx)
+    browser.join()
+    assert independent_server.is_valid_access_token(token.access_token)
+    assert ctx.token_requests[0]["redirect_uri"].startswith("http://[::1]:")

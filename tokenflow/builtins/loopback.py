@@ -117,8 +117,13 @@ class _Server(HTTPServer):
         super().__init__((bind, target.port), _Handler)
 
     def server_bind(self) -> None:
-        # no SO_REUSEADDR: another process listening on the port must make the bind fail
-        self.allow_reuse_address = False
+        # POSIX SO_REUSEADDR lets a fixed port be bound again while the last sign-in's
+        # connections sit in TIME_WAIT, and still fails when another program listens on it;
+        # on Windows it would let two listeners share the port, so there the port is exclusive
+        if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        else:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(self.server_address)
         self.server_address = self.socket.getsockname()
         self.port = int(self.server_address[1])
