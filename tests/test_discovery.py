@@ -117,7 +117,9 @@ def test_a_404_refetches_the_metadata_once(
 
 
 @pytest.mark.parametrize("body", [b"<html>", b"[]", json.dumps({"issuer": "https://a", "token_endpoint": "ftp://x"}).encode(),
-                                  json.dumps({"issuer": "https://a", "token_endpoint": "http://a.example/t"}).encode()])
+                                  json.dumps({"issuer": "https://a", "token_endpoint": "http://a.example/t"}).encode(),
+                                  json.dumps({"issuer": "https://a", "token_endpoint": "https://u@a.example/t"}).encode(),
+                                  json.dumps({"issuer": "https://a", "token_endpoint": "https://a\\b/t"}).encode()])
 def test_unusable_metadata_is_refused(body: bytes) -> None:
     with pytest.raises(TransportError):
         parse_metadata(body, "https://a", "https://a/.well-known/x")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +27,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from tokenflow import load_config, redact
+from tokenflow.base.tokensyntax import b64token_problem
 from tokenflow.config.model import Config
 from tokenflow.errors import ConfigError, TokenRequestError
 from tokenflow.plugins.host import PluginHost, build_plugin_host
-from tokenflow.redact import MASK, remember_secret, scrub
+from tokenflow.redact import MASK, printable, remember_secret, scrub
 from tokenflow.tokens import MAX_SANE_LIFETIME, Token, parse_token_response
 
 
@@ -353,12 +355,19 @@ def test_parser_json_objects(status: int, fields: dict[str, Any], extra: dict[st
         assert fields.get("access_token") == token.access_token
         assert "error" not in fields
     elif 200 <= status < 300 and "error" not in fields:
-        # refused only for a missing or unusable access_token
-        assert not (isinstance(fields.get("access_token"), str) and fields["access_token"])
+        # refused only for a missing access_token or one outside the RFC 6750 syntax, a
+        # token_type other than Bearer, or a scope with control characters (issue 9)
+        access, token_type, scope = (fields.get(k) for k in ("access_token", "token_type", "scope"))
+        scope = " ".join(map(str, scope)) if isinstance(scope, list) else scope
+        assert (not isinstance(access, str) or b64token_problem(access) is not None
+                or (token_type not in (None, "")
+                    and not (isinstance(token_type, str) and token_type.lower() == "bearer"))
+                or (isinstance(scope, str) and printable(scope) != scope))
 
 
 @fuzz(100)
-@given(access=st.text(min_size=1, max_size=20), expires_in=FIELD_VALUES)
+@given(access=st.text(alphabet=string.ascii_letters + string.digits + "-._~+/", min_size=1,
+                     max_size=20), expires_in=FIELD_VALUES)
 def test_parser_expiry_always_in_the_future(access: str, expires_in: Any) -> None:
     body = json.dumps({"access_token": access, "token_type": "bearer", "expires_in": expires_in})
     token = _check_parse(200, body.encode())

@@ -448,3 +448,67 @@ def test_the_cli_leaks_nothing(
     assert "password=***" in everything  # -vv really showed the requests
     for form in forms:
         assert form not in everything, f"a secret ({form[:6]}...) leaked into the CLI's output"
+
+
+# -- nothing a server or a tampered cache sends reaches a terminal or a header (issue 9) -----------
+HOSTILE_TOKEN = "tok-4321\r\nX-Injected: yes\x1b]0;pwned\x07\x1b[2J"
+
+
+def test_the_cli_never_prints_a_hostile_token(
+    server: EmbeddedServer, write_config: Callable[..., Path]
+) -> None:
+    """``curl -H "Authorization: Bearer $(tokenflow token p)"`` must not get a second header."""
+    path = write_config(profile_yaml(server))
+    for fmt in ("raw", "header", "json", "env", "exec-credential"):
+        server.script(success_response(access_token=HOSTILE_TOKEN))
+        result = run_cli("token", "prod", "-c", str(path), "--format", fmt)
+        assert result.returncode == 1, (fmt, result.stderr)
+        assert result.stdout == ""
+        assert "access_token was refused: it has a line break" in result.stderr
+        assert "\x1b" not in result.stderr and "\r" not in result.stderr
+        assert "tok-4321" not in result.stderr and "X-Injected" not in result.stderr
+
+
+def test_a_dpop_token_is_not_printed_as_bearer(
+    server: EmbeddedServer, write_config: Callable[..., Path]
+) -> None:
+    path = write_config(profile_yaml(server))
+    server.script(success_response(access_token="dpop-bound-token-1", token_type="DPoP"))
+    result = run_cli("token", "prod", "-c", str(path), "--format", "header")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "token_type is 'DPoP', not Bearer" in result.stderr
+    assert "dpop-bound-token-1" not in result.stderr
+
+
+@pytest.mark.parametrize("field", ["access_token", "token_type", "scope"])
+def test_a_tampered_cache_file_is_never_printed(
+    server: EmbeddedServer, write_config: Callable[..., Path], cache_dir: Path, field: str
+) -> None:
+    """A cache entry rewritten (with a valid checksum) to carry control characters: neither the
+    fast path nor the full path prints it; the full path sets it aside and fetches anew."""
+    from tokenflow.base import cachefile
+
+    path = write_config(profile_yaml(server))
+    first = run_cli("token", "prod", "-c", str(path))
+    assert first.returncode == 0, first.stderr
+    again = run_cli("token", "prod", "-c", str(path))  # now the fast path answers from cache
+    assert again.stdout == first.stdout
+    entries = [p for p in cache_dir.rglob("*.json")
+               if b'"access_token"' in p.read_bytes() and b"checksum" in p.read_bytes()]
+    assert len(entries) == 1
+    entry = entries[0]
+    token = cachefile.decode(entry.read_bytes())
+    token[field] = {"access_token": HOSTILE_TOKEN, "token_type": "DPoP",
+                    "scope": "read\x1b[2Jwrite"}[field]
+    entry.write_bytes(cachefile.encode(token))
+
+    for fmt in ("raw", "header", "json"):
+        result = run_cli("token", "prod", "-c", str(path), "--format", fmt)
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout + result.stderr
+        assert "X-Injected" not in result.stdout and "DPoP" not in result.stdout
+    status = run_cli("status", "-c", str(path))
+    assert "\x1b" not in status.stdout + status.stderr
+    if field != "scope":  # a scope is only printed JSON-escaped by `token`
+        assert server.counts["token"] == 2  # the damaged entry was replaced by a fresh token

@@ -65,10 +65,22 @@ def jwt(claims: Mapping[str, object]) -> str:
                      id="missing-profile-default"),
         pytest.param({"expires_in": None}, {"default_lifetime": 42.5}, 42.5, False,
                      id="null-profile-default"),
-        pytest.param({"expires_in": "soon"}, {}, 3600, False, id="non-numeric-string"),
-        pytest.param({"expires_in": True}, {}, 3600, False, id="boolean"),
-        pytest.param({"expires_in": [3600]}, {}, 3600, False, id="list"),
-        pytest.param({"expires_in": "NaN"}, {}, 3600, False, id="nan-string"),
+        # unusable values are never taken silently: one warning, then the default lifetime
+        pytest.param({"expires_in": "soon"}, {}, 3600, True, id="non-numeric-string"),
+        pytest.param({"expires_in": "abc"}, {"default_lifetime": 900}, 900, True,
+                     id="non-numeric-string-profile-default"),
+        pytest.param({"expires_in": True}, {}, 3600, True, id="boolean"),
+        pytest.param({"expires_in": [3600]}, {}, 3600, True, id="list"),
+        pytest.param({"expires_in": {"s": 1}}, {}, 3600, True, id="object"),
+        pytest.param({"expires_in": ""}, {}, 3600, True, id="empty-string"),
+        pytest.param({"expires_in": "NaN"}, {}, 3600, True, id="nan-string"),
+        pytest.param({"expires_in": "Infinity"}, {}, 3600, True, id="infinity-string"),
+        pytest.param({"expires_in": "-inf"}, {}, 3600, True, id="minus-infinity-string"),
+        pytest.param({"expires_in": float("nan")}, {}, 3600, True, id="json-NaN"),
+        pytest.param({"expires_in": float("inf")}, {}, 3600, True, id="json-Infinity"),
+        pytest.param({"expires_in": -float("inf")}, {}, 3600, True, id="json-minus-Infinity"),
+        pytest.param({"expires_in": 10**400}, {}, 3600, True, id="integer-beyond-float"),
+        pytest.param({"expires_in": "1e400"}, {}, 3600, True, id="string-beyond-float"),
         pytest.param({"expires_in": 0}, {}, 3600, True, id="zero"),
         pytest.param({"expires_in": 0.5}, {}, 3600, True, id="under-a-second"),
         pytest.param({"expires_in": -5}, {}, 3600, True, id="negative"),
@@ -97,7 +109,9 @@ def test_expires_in(
     warnings = [r for r in caplog.records if r.name == "tokenflow.tokens"]
     assert bool(warnings) == warns
     if warns:
+        assert len(warnings) == 1
         assert "expires_in" in warnings[0].getMessage()
+        assert "default lifetime" in warnings[0].getMessage()
         assert token.access_token not in caplog.text
 
 
@@ -156,8 +170,8 @@ def test_unusable_jwt_falls_back_to_the_default_lifetime(
 # -- other fields ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("token_type", "expected"),
-    [("bearer", "Bearer"), ("BEARER", "Bearer"), ("Bearer", "Bearer"), (OMIT, "Bearer"),
-     ("", "Bearer"), (None, "Bearer"), ("mac", "mac")],
+    [("bearer", "Bearer"), ("BEARER", "Bearer"), ("Bearer", "Bearer"), ("bEaReR", "Bearer"),
+     (OMIT, "Bearer"), ("", "Bearer"), (None, "Bearer")],
 )
 def test_token_type(
     server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, token_type: object,
@@ -169,17 +183,53 @@ def test_token_type(
 
 
 @pytest.mark.parametrize(
-    ("scope", "expected"),
-    [("read write", "read write"), ("read", "read"), (["read", "write"], "read write"),
-     (OMIT, None), (None, None), (7, None)],
+    "token_type",
+    ["DPoP", "dpop", "mac", "N_A", "Bearer ", "bearer\r\nX-Evil: 1", 7, ["Bearer"], True],
+)
+def test_token_types_other_than_bearer_are_refused(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, token_type: object
+) -> None:
+    """Printing ``Bearer`` for a DPoP or mac token would fail later, at the API, obscurely."""
+    session = session_for(server, write_config, clock)
+    server.script(success_response(access_token="good-token-1234", token_type=token_type))
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    message = str(caught.value)
+    assert "token_type" in message and "not Bearer" in message
+    assert "good-token-1234" not in message
+    assert "\r" not in message and "\n" not in message
+    assert session.status().expires_at is None  # nothing was stored
+
+
+@pytest.mark.parametrize(
+    ("scope", "profile_scope", "expected"),
+    [("read write", None, "read write"), ("read", None, "read"),
+     (["read", "write"], None, "read write"),
+     (OMIT, None, None), (None, None, None), (7, None, None),
+     # RFC 6749 5.1: a reply without scope was granted the requested scope
+     (OMIT, "read write", "read write"), (None, "read", "read"), (7, "read", "read"),
+     ("read", "read write", "read")],
 )
 def test_scope(
     server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, scope: object,
-    expected: str | None,
+    profile_scope: str | None, expected: str | None,
 ) -> None:
-    session = session_for(server, write_config, clock)
+    extra = {"scope": profile_scope} if profile_scope else {}
+    session = session_for(server, write_config, clock, extra_profile=extra)
     server.script(success_response(scope=scope))
     assert session.token().scope == expected
+    assert session.status().scope == expected
+
+
+def test_a_refresh_reply_without_scope_keeps_the_granted_scope(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    """RFC 6749 section 6: the refreshed token has the scope granted before."""
+    session = session_for(server, write_config, clock, extra_profile={"scope": "read write"})
+    server.script(success_response(scope="read"))  # the server granted less than asked
+    assert session.token().scope == "read"
+    server.script(success_response(scope=OMIT))
+    assert session.force_refresh().scope == "read"
 
 
 def test_unknown_fields_are_kept_as_extra(
@@ -495,3 +545,175 @@ def test_a_bare_401_takes_the_error_from_www_authenticate(
     assert caught.value.error == "invalid_client"
     assert caught.value.error_description == "Unknown client"
     assert "invalid_client: Unknown client" in str(caught.value)
+
+
+# -- what a token may contain (issue 9, item 3) ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("access_token", "problem"),
+    [
+        pytest.param("tok-1234\r\nX-Injected: 1", "a line break at position 9", id="crlf"),
+        pytest.param("tok-1234\n", "a line break", id="trailing-newline"),
+        pytest.param("tok-1234\x1b[2J\x1b]0;pwned\x07", "a control character", id="escape-sequence"),
+        pytest.param("tok-1234\x00", "a control character", id="nul"),
+        pytest.param("tok-1234\x85", "a control character", id="c1-control"),
+        pytest.param("tok 1234", "whitespace", id="space"),
+        pytest.param("tok-1234\u00e9", "a non-ASCII character", id="non-ascii"),
+        pytest.param("tok-1234\u202e", "a non-ASCII character", id="bidi-override"),
+        pytest.param('tok-1234"; rm -rf /', "the character '\"'", id="quote"),
+        pytest.param("tok-1234$(id)", "the character '$'", id="shell"),
+        pytest.param("tok=1234", "the character '='", id="equals-inside"),
+        pytest.param("t" * 70_000, "over 65536 characters", id="huge"),
+    ],
+)
+def test_access_tokens_outside_the_rfc6750_syntax_are_refused(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, access_token: str,
+    problem: str,
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(success_response(access_token=access_token))
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    message = str(caught.value)
+    assert "unusable token" in message and problem in message
+    assert "tok-1234" not in message and "tok 1234" not in message
+    assert all(c.isprintable() for c in message)
+    assert session.status().expires_at is None  # nothing was stored
+
+
+@pytest.mark.parametrize("access_token", ["abc", "a.b.c", "A-Z_a~z+0/9==", "x" * 4096 + "="])
+def test_rfc6750_tokens_are_accepted(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, access_token: str
+) -> None:
+    server.script(success_response(access_token=access_token))
+    assert session_for(server, write_config, clock).token().access_token == access_token
+
+
+def test_a_token_is_checked_however_it_is_made() -> None:
+    """Stores build tokens with from_dict: a tampered store entry is a damaged one."""
+    from tokenflow.tokens import Token
+
+    good = {"access_token": "good-1234", "token_type": "bearer", "expires_at": 2e9,
+            "obtained_at": 1e9}
+    assert Token.from_dict(good).token_type == "Bearer"
+    for bad in ({"access_token": "evil\x1b[31m"}, {"token_type": "DPoP"},
+                {"scope": "read\r\nwrite"}, {"access_token": "a\nb"}):
+        with pytest.raises(ValueError, match=r"access_token|token_type|scope") as caught:
+            Token.from_dict({**good, **bad})
+        assert "evil" not in str(caught.value)
+
+
+# -- error messages: scrub, then cut; never echo a token of the reply (item 8) ----------------------
+def test_a_token_cut_at_the_excerpt_boundary_leaks_no_prefix(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    token = session.token().access_token
+    # 150-199: the message's own cut; around 196,611: the window a long body is scrubbed in
+    # (with blanks before it, the rest of the body collapses into the message)
+    for offset, pad in ((150, "x"), (180, "x"), (190, "x"), (199, "x"), (3 * 65537 - 20, " "),
+                        (3 * 65537 - 5, " ")):
+        body = (pad * offset + " " + token + " trailing text").encode()
+        server.script(ScriptedResponse(502, {"Content-Type": "text/plain"}, body))
+        server.script(ScriptedResponse(400, {"Content-Type": "text/plain"}, body))
+        for _ in range(2):
+            with pytest.raises(TokenflowError) as caught:
+                session.force_refresh()
+            message = str(caught.value) + getattr(caught.value, "body_excerpt", "")
+            assert token[:6] not in message, (offset, message)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"{'error': 'invalid_grant', 'access_token': 'leaky-access-5150'}",
+                     id="python-repr"),
+        pytest.param(b"{'access_token': 'leaky-access-5150', 'error': 'server_error'}",
+                     id="python-repr-token-first"),
+        pytest.param(b'{"error": "x", "access_token": "leaky\\"-access-5150"}', id="escaped-quote"),
+        pytest.param(b'{"accessToken": "leaky-access-5150"}', id="camel-case"),
+        pytest.param(b"oops: access-token=leaky-access-5150; retry", id="dashed-name"),
+        pytest.param(b'{"error": "x", "access_token": "leaky-access-5150', id="truncated-json"),
+    ],
+)
+@pytest.mark.parametrize("status", [400, 200, 503])
+def test_token_fields_in_unparsable_bodies_are_scrubbed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, body: bytes, status: int
+) -> None:
+    session = session_for(server, write_config, clock)
+    server.script(ScriptedResponse(status, {"Content-Type": "text/plain"}, body))
+    with pytest.raises(TokenflowError) as caught:
+        session.token()
+    message = str(caught.value) + getattr(caught.value, "body_excerpt", "")
+    assert "5150" not in message, message
+
+
+@pytest.mark.parametrize("field", ["access_token", "refresh_token", "id_token"])
+@pytest.mark.parametrize("status", [200, 400])
+def test_token_values_of_a_reply_are_never_echoed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock, field: str, status: int
+) -> None:
+    """A reply with an error *and* a token, repeating the token in its description."""
+    value = f"reply-{field}-6789"
+    body = json.dumps({"error": "server_error", field: value,
+                       "error_description": f"could not finish issuing {value}"}).encode()
+    server.script(ScriptedResponse(status, JSON, body))
+    with pytest.raises(TokenRequestError) as caught:
+        session_for(server, write_config, clock).token()
+    exc = caught.value
+    assert exc.error == "server_error"
+    assert exc.error_description == "could not finish issuing ***"
+    assert value not in str(exc) and value not in repr(exc.args)
+
+
+def test_an_error_description_repeating_the_current_access_token_is_scrubbed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    access = session.token().access_token
+    server.script(error_response(400, "invalid_request", f"token {access} is not accepted here"))
+    with pytest.raises(TokenRequestError) as caught:
+        session.force_refresh()
+    assert "invalid_request: token *** is not accepted here" in str(caught.value)
+    assert access not in str(caught.value)
+
+
+def test_oauth_error_fields_are_in_the_message_and_printable(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    body = json.dumps({"error": "invalid_grant\x1b[31m",
+                       "error_description": "Bad\r\ncredentials\x07 " + "y" * 2000}).encode()
+    server.script(ScriptedResponse(400, JSON, body))
+    with pytest.raises(TokenRequestError) as caught:
+        session_for(server, write_config, clock).token()
+    message = str(caught.value)
+    assert message.startswith("token request refused (HTTP 400): invalid_grant?[31m: Bad??credentials?")
+    assert all(c.isprintable() for c in message)
+    assert len(message) < 500
+
+
+def test_an_error_code_that_repeats_a_token_is_scrubbed(
+    server: EmbeddedServer, write_config: WriteConfig, clock: FakeClock
+) -> None:
+    session = session_for(server, write_config, clock)
+    refresh = session.token().refresh_token
+    assert refresh is not None
+    server.script(error_response(400, f"bad_token_{refresh}", "no"))
+    with pytest.raises(TokenRequestError) as caught:
+        session.force_refresh()
+    assert refresh not in str(caught.value)
+    assert caught.value.error is not None and refresh not in caught.value.error
+
+
+@pytest.mark.parametrize("value", ["abc", "NaN", "-Infinity"])
+def test_the_cli_warns_on_one_line_about_an_unusable_expires_in(
+    server: EmbeddedServer, write_config: WriteConfig, value: str
+) -> None:
+    from conftest import run_cli
+
+    path = write_config(profile_yaml(server))
+    server.script(success_response(access_token="warned-token-1", expires_in=value))
+    result = run_cli("token", "prod", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "warned-token-1\n"
+    [line] = result.stderr.splitlines()
+    assert "expires_in" in line and "default lifetime of 3600 seconds" in line

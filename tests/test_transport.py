@@ -2,7 +2,8 @@
 
 The proxy is a real forward proxy on loopback (absolute-URI requests for http://, CONNECT tunnels
 for https://) that counts what passes through it. conftest sets ``NO_PROXY`` for every test; the
-proxy tests remove it, so the embedded server is only reachable through the proxy they set.
+proxy tests remove it. Loopback targets never go through a proxy, so the proxied tests name the
+embedded server ``tokens.example.test``, a name only the proxy resolves (to 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import json
 import socket
 import ssl
 import threading
@@ -34,6 +36,8 @@ from tokenflow.transport import MAX_RETRY_AFTER
 
 WriteConfig = Callable[..., Path]
 ServerFactory = Callable[..., EmbeddedServer]
+
+PROXIED_HOST = "tokens.example.test"  # resolved by the test proxy only (RFC 2606 .test)
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
                         "trailer", "transfer-encoding", "upgrade", "content-length"})
@@ -149,7 +153,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._reply(400, [], b"absolute URI required")
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        request = urllib.request.Request(self.path, data=body, method=self.command, headers=headers)
+        url = self.path.replace(f"http://{PROXIED_HOST}:", "http://127.0.0.1:", 1)
+        request = urllib.request.Request(url, data=body, method=self.command, headers=headers)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(request, timeout=30) as response:
@@ -163,6 +168,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if not self._record():
             return
         host, port = self.path.rsplit(":", 1)
+        host = "127.0.0.1" if host == PROXIED_HOST else host
         upstream = socket.create_connection((host, int(port)), timeout=30)
         self.proxy.track(upstream, True)
         self.send_response(200, "Connection established")
@@ -209,7 +215,7 @@ def ca() -> trustme.CA:
 @pytest.fixture
 def https_server(ca: trustme.CA) -> Iterator[EmbeddedServer]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.issue_cert("127.0.0.1", PROXIED_HOST).configure_cert(context)
     with EmbeddedServer(ssl_context=context) as server:
         yield server
 
@@ -221,6 +227,22 @@ def config_for(
     return write_config(profile_yaml(server, dialect=dialect, extra_server=extra_server))
 
 
+def proxied(url: str) -> str:
+    """*url* of the embedded server under the name only the test proxy resolves."""
+    return url.replace("127.0.0.1", PROXIED_HOST)
+
+
+def proxied_config_for(
+    write_config: WriteConfig, server: EmbeddedServer, *, dialect: str = "teamserver",
+    **extra_server: Any
+) -> Path:
+    """A config naming the server :data:`PROXIED_HOST`: reachable through the proxy only."""
+    if server.url.startswith("http://"):
+        extra_server.setdefault("allow_insecure_http", True)  # not loopback by name any more
+    text = profile_yaml(server, dialect=dialect, extra_server=extra_server)
+    return write_config(proxied(text))
+
+
 # -- proxies ---------------------------------------------------------------------------------------
 def test_http_proxy_carries_grant_refresh_and_revocation(
     tokenflow_server_factory: ServerFactory, proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch,
@@ -228,7 +250,8 @@ def test_http_proxy_carries_grant_refresh_and_revocation(
 ) -> None:
     server = tokenflow_server_factory(clock=clock, access_token_lifetime=600)
     proxy_env.setenv("http_proxy", proxy.url)
-    session = tokenflow.load_config(config_for(write_config, server)).session("prod", clock=clock)
+    session = tokenflow.load_config(proxied_config_for(write_config, server)).session("prod",
+                                                                                      clock=clock)
 
     first = session.token()
     clock.advance(590)  # inside the refresh margin
@@ -239,7 +262,7 @@ def test_http_proxy_carries_grant_refresh_and_revocation(
     assert server.counts["password"] == 1 and server.counts["refresh_token"] == 1
     assert server.counts["revoke"] == 1
     assert proxy.methods() == ["GET", "GET", "DELETE"]  # Team Server: GET grants, DELETE revoke
-    assert all(r.target.startswith(server.url + "/") for r in proxy.requests)
+    assert all(r.target.startswith(proxied(server.url) + "/") for r in proxy.requests)
 
 
 def test_rfc6749_post_through_the_proxy(
@@ -247,10 +270,11 @@ def test_rfc6749_post_through_the_proxy(
     write_config: WriteConfig,
 ) -> None:
     proxy_env.setenv("http_proxy", proxy.url)
-    path = config_for(write_config, tokenflow_server, dialect="rfc6749")
+    path = proxied_config_for(write_config, tokenflow_server, dialect="rfc6749")
     token = tokenflow.load_config(path).session("prod").token()
     assert tokenflow_server.is_valid_access_token(token.access_token)
-    assert [(r.method, r.target) for r in proxy.requests] == [("POST", tokenflow_server.token_url)]
+    assert [(r.method, r.target) for r in proxy.requests] == [
+        ("POST", proxied(tokenflow_server.token_url))]
 
 
 @pytest.mark.parametrize("bypass", ["127.0.0.1", "localhost,127.0.0.1", "*"])
@@ -270,13 +294,13 @@ def test_https_proxy_tunnels_every_request(
     proxy_env: pytest.MonkeyPatch, write_config: WriteConfig, clock: FakeClock,
 ) -> None:
     proxy_env.setenv("https_proxy", proxy.url)
-    path = config_for(write_config, https_server, verify="ca.pem")
+    path = proxied_config_for(write_config, https_server, verify="ca.pem")
     ca.cert_pem.write_to_path(str(path.parent / "ca.pem"))
     session = tokenflow.load_config(path).session("prod", clock=clock)
 
     session.token()
     assert [(r.method, r.target) for r in proxy.requests] == [
-        ("CONNECT", f"127.0.0.1:{https_server.port}")]
+        ("CONNECT", f"{PROXIED_HOST}:{https_server.port}")]
     tunnelled = proxy.tunnelled_bytes
     assert tunnelled > 0
 
@@ -290,7 +314,7 @@ def test_cli_uses_the_proxy(
     tokenflow_server: EmbeddedServer, proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch,
     write_config: WriteConfig,
 ) -> None:
-    path = config_for(write_config, tokenflow_server)
+    path = proxied_config_for(write_config, tokenflow_server)
     result = run_cli("token", "prod", "-c", str(path), env={"http_proxy": proxy.url})
     assert result.returncode == 0, result.stderr
     assert tokenflow_server.is_valid_access_token(result.stdout.strip())
@@ -310,7 +334,7 @@ def test_proxy_credentials_from_the_proxy_url(
     proxy = ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD))
     try:
         proxy_env.setenv(f"{scheme}_proxy", proxy.url_with_credentials(PROXY_USER, PROXY_PASSWORD))
-        path = config_for(write_config, server, verify="ca.pem")
+        path = proxied_config_for(write_config, server, verify="ca.pem")
         ca.cert_pem.write_to_path(str(path.parent / "ca.pem"))
         token = tokenflow.load_config(path).session("prod").token()
         assert server.is_valid_access_token(token.access_token)
@@ -512,3 +536,233 @@ def test_http_client_debuglevel_does_not_print_the_request(
         assert password not in text
         assert "send:" not in text and "reply:" not in text
     assert tokenflow_server.counts["token"] == 3  # probe + grant + refresh
+
+
+# -- loopback is never proxied (issue 9, item 4) ---------------------------------------------------
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest.mark.parametrize("no_proxy", [None, "example.com", ""])
+def test_loopback_targets_never_go_through_a_proxy(
+    tokenflow_server: EmbeddedServer, proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch,
+    write_config: WriteConfig, host: str, no_proxy: str | None,
+) -> None:
+    """Plain http is allowed to loopback because it stays here; a proxy would carry the
+    credentials (Team Server: in the query string) off the machine in clear."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "ALL_PROXY", "all_proxy"):
+        proxy_env.setenv(name, proxy.url)
+    if no_proxy is not None:
+        proxy_env.setenv("NO_PROXY", no_proxy)
+    text = profile_yaml(tokenflow_server).replace("127.0.0.1", host)
+    session = tokenflow.load_config(write_config(text)).session("prod")
+    token = session.token()
+    session.force_refresh()
+    assert session.logout(revoke=True)
+    assert tokenflow_server.is_valid_access_token(token.access_token) is False  # revoked
+    assert tokenflow_server.counts["token"] == 2 and tokenflow_server.counts["revoke"] == 1
+    assert proxy.requests == []
+
+
+def test_https_to_loopback_is_not_tunnelled_either(
+    https_server: EmbeddedServer, ca: trustme.CA, proxy: ForwardProxy,
+    proxy_env: pytest.MonkeyPatch, write_config: WriteConfig,
+) -> None:
+    proxy_env.setenv("https_proxy", proxy.url)
+    path = config_for(write_config, https_server, verify="ca.pem")
+    ca.cert_pem.write_to_path(str(path.parent / "ca.pem"))
+    assert https_server.is_valid_access_token(tokenflow.load_config(path).session("prod")
+                                              .token().access_token)
+    assert proxy.requests == []
+
+
+def test_the_cli_does_not_proxy_loopback(
+    tokenflow_server: EmbeddedServer, proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch,
+    write_config: WriteConfig,
+) -> None:
+    path = config_for(write_config, tokenflow_server)
+    result = run_cli("token", "prod", "-c", str(path),
+                     env={"http_proxy": proxy.url, "HTTP_PROXY": proxy.url})
+    assert result.returncode == 0, result.stderr
+    assert tokenflow_server.is_valid_access_token(result.stdout.strip())
+    assert proxy.requests == []
+
+
+# -- one URL parser for the check and the connection (item 5) --------------------------------------
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("http://127.1\\@127.0.0.1:9/token", "backslash", id="backslash-userinfo"),
+        pytest.param("https://auth.example.com\\@evil.example/token", "backslash",
+                     id="backslash-https"),
+        pytest.param("http://127.0.0.1/to\\ken", "backslash", id="backslash-in-path"),
+        pytest.param("http://user:pw-9876@127.0.0.1:9/token", "user-info", id="userinfo"),
+        pytest.param("https://user@auth.example.com/token", "user-info", id="userinfo-https"),
+        pytest.param("http://127.0.0.1%2f@evil.example/token", "user-info", id="encoded-slash"),
+        pytest.param("http://evil.example#@127.0.0.1/token", "allow_insecure_http",
+                     id="fragment-before-at"),
+        pytest.param("http://127.1:9/token", "allow_insecure_http", id="short-ipv4"),
+        pytest.param("http://127.0.0.1:9/tok en", "a space", id="space"),
+        pytest.param("http://127.0.0.1:9/token\u00e9", "non-ASCII", id="non-ascii"),
+        pytest.param('"http://127.0.0.1:9/tok\\x1bken"', "control character", id="escape"),
+        pytest.param("http://[::1%25lo]:9/token", "host", id="ipv6-zone"),
+    ],
+)
+def test_ambiguous_server_urls_are_refused_at_load(
+    write_config: WriteConfig, url: str, expected: str
+) -> None:
+    path = write_config(insecure_config(url))
+    with pytest.raises(ConfigError) as caught:
+        tokenflow.load_config(path)
+    [issue] = caught.value.issues
+    assert (issue.file, issue.line) == (str(path), 4)
+    assert issue.column > 0
+    assert issue.path == "$.servers.ts.token_url"
+    assert expected in issue.message
+    assert "pw-9876" not in str(caught.value) and "evil" not in issue.message
+
+
+@pytest.mark.parametrize("url", ["http://u:p@127.0.0.1:9/revoke", "https://h.example\\@x/revoke"])
+def test_ambiguous_revoke_urls_are_refused_at_load(write_config: WriteConfig, url: str) -> None:
+    path = write_config(insecure_config("https://auth.example.com/token", revoke_url=url))
+    with pytest.raises(ConfigError) as caught:
+        tokenflow.load_config(path)
+    [issue] = caught.value.issues
+    assert issue.path == "$.servers.ts.revoke_url" and issue.line == 5
+
+
+def transport_for(url: str, **options: Any) -> Any:
+    from tokenflow.config.model import ServerSpec
+    from tokenflow.transport import Transport
+
+    return Transport(ServerSpec(name="ts", token_url=url, **options))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.1\\@127.0.0.1:9/token", "backslash"),
+        ("http://user:pw-5555@127.0.0.1:9/token", "user-info"),
+        ("http://auth.example.com/token", "not loopback"),
+        ("http://127.0.0.1:9/token?password=a\r\nX: y", "query string"),
+        ("http://127.0.0.1:9/token?q=a\\b", "query string"),
+    ],
+)
+def test_the_transport_checks_every_url_it_is_handed(url: str, expected: str) -> None:
+    """A dialect builds the final URL: the transport checks it with the same parser."""
+    from tokenflow.plugins.contracts import HttpRequest
+
+    transport = transport_for("http://127.0.0.1:9/token")
+    with pytest.raises(TransportError) as caught:
+        transport.send(HttpRequest("GET", url))
+    assert expected in str(caught.value)
+    assert not caught.value.transient
+    assert "pw-5555" not in str(caught.value)
+
+
+# -- header names and values from config (item 7) --------------------------------------------------
+def headers_config(server_url: str, headers: str) -> str:
+    return (f"version: 1\nservers:\n  ts:\n    token_url: {server_url}\n    headers:\n{headers}"
+            "clients:\n  app:\n    client_id: cid\n"
+            "profiles:\n  prod:\n    server: ts\n    client: app\n    grant: client_credentials\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("api-key-4242\n", "line break (CR/LF) at position 13", id="trailing-newline"),
+        pytest.param("api-key-4242\r\nX-Injected: 1", "line break", id="crlf-injection"),
+        pytest.param("api\x00key-4242", "NUL", id="nul"),
+        pytest.param("api-key-4242\x1b[2J", "control character", id="escape"),
+        pytest.param("api-key-4242\u00e9", "non-ASCII", id="non-ascii"),
+        pytest.param("api-key-4242 ", "whitespace", id="trailing-space"),
+    ],
+)
+def test_bad_header_values_from_the_environment_are_config_errors(
+    write_config: WriteConfig, value: str, expected: str
+) -> None:
+    path = write_config(headers_config("https://auth.example.com/token",
+                                       '      X-Api-Key: "${API_KEY}"\n'))
+    with pytest.raises(ConfigError) as caught:
+        tokenflow.load_config(path, environ={"API_KEY": value})
+    [issue] = caught.value.issues
+    assert (issue.file, issue.line, issue.column) == (str(path), 6, 18)
+    assert issue.path == "$.servers.ts.headers.X-Api-Key"
+    assert expected in issue.message
+    assert "api-key-4242" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["X Api Key", "X-Api-Key:", "X-\u00e9", '"X"'])
+def test_bad_header_names_are_config_errors(write_config: WriteConfig, name: str) -> None:
+    path = write_config(headers_config("https://auth.example.com/token",
+                                       f"      {json.dumps(name)}: value\n"))
+    with pytest.raises(ConfigError) as caught:
+        tokenflow.load_config(path)
+    assert "is not an HTTP token" in str(caught.value)
+
+
+def test_a_bad_header_value_gives_the_cli_exit_2_and_no_crash_file(
+    tokenflow_server: EmbeddedServer, write_config: WriteConfig, cache_dir: Path
+) -> None:
+    text = profile_yaml(tokenflow_server, extra_server={"headers": '{X-Api-Key: "${API_KEY}"}'})
+    path = write_config(text)
+    result = run_cli("token", "prod", "-c", str(path), env={"API_KEY": "key-value-777\n"})
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:" in result.stderr  # FILE:LINE:COL
+    assert "X-Api-Key" in result.stderr and "line break" in result.stderr
+    assert "key-value-777" not in result.stderr + result.stdout
+    leftovers = [p for p in cache_dir.rglob("*") if p.is_file()] if cache_dir.exists() else []
+    assert not any("key-value-777" in p.read_text(errors="replace") for p in leftovers)
+    assert tokenflow_server.counts["token"] == 0
+
+
+def test_configured_header_values_are_scrubbed_like_secrets(
+    tokenflow_server: EmbeddedServer, write_config: WriteConfig
+) -> None:
+    """A server that echoes the API key back in its error does not get it into messages."""
+    key = "header-api-key-31337"
+    text = profile_yaml(tokenflow_server, extra_server={"headers": '{X-Api-Key: "${API_KEY}"}'})
+    session = tokenflow.load_config(write_config(text), environ={"API_KEY": key}).session("prod")
+    tokenflow_server.script(error_response(400, "invalid_request", f"unknown api key {key}"))
+    with pytest.raises(TokenRequestError) as caught:
+        session.token()
+    assert key not in str(caught.value)
+    assert "unknown api key ***" in str(caught.value)
+    assert tokenflow_server.last_raw_request is not None
+    sent = {k.lower(): v for k, v in tokenflow_server.last_raw_request.headers.items()}
+    assert sent["x-api-key"] == key  # sent as configured
+
+
+def test_the_transport_refuses_a_bad_header_a_dialect_built() -> None:
+    from tokenflow.plugins.contracts import HttpRequest
+
+    transport = transport_for("http://127.0.0.1:9/token")
+    with pytest.raises(TransportError) as caught:
+        transport.send(HttpRequest("POST", "http://127.0.0.1:9/token",
+                                   {"Authorization": "Basic abc-secret-1\r\nX-Evil: 1"}))
+    assert "line break" in str(caught.value)
+    assert "abc-secret-1" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:9/t", True), ("http://127.255.0.9/t", True), ("http://localhost/t", True),
+        ("http://LOCALHOST:80/t", True), ("http://[::1]:9/t", True),
+        ("http://[0:0:0:0:0:0:0:1]/t", True),
+        ("http://127.1/t", False), ("http://127.0.0.1.example.com/t", False),
+        ("http://localhost.example.com/t", False), ("http://localhost./t", False),
+        ("http://0x7f000001/t", False), ("http://2130706433/t", False),
+        ("http://[::ffff:127.0.0.1]/t", False), ("http://10.0.0.1/t", False),
+    ],
+)
+def test_loopback_is_decided_once_for_the_check_and_the_proxy(
+    url: str, loopback: bool, proxy_env: pytest.MonkeyPatch
+) -> None:
+    """Only literal loopback addresses and ``localhost``; names that resolve there elsewhere do
+    not count, for the http:// check and for the proxy choice alike."""
+    from tokenflow.transport import _proxy_for
+    from tokenflow.wire import ServerUrl, parse_server_url
+
+    proxy_env.setenv("http_proxy", "http://proxy.example:3128")
+    parsed = parse_server_url(url)
+    assert isinstance(parsed, ServerUrl)
+    assert parsed.is_loopback is loopback
+    assert (_proxy_for(parsed) is None) is loopback

@@ -14,6 +14,7 @@ Three layers, because each catches what the others cannot:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -22,9 +23,13 @@ from urllib.parse import quote, quote_plus
 
 __all__ = [
     "MASK",
+    "REPLY_SECRET_FIELDS",
     "ScrubbingFilter",
     "Secret",
+    "excerpt",
     "install_log_filters",
+    "printable",
+    "remember_reply_secrets",
     "remember_secret",
     "scrub",
 ]
@@ -32,17 +37,21 @@ __all__ = [
 MASK: Final = "***"
 
 _SECRET_NAMES = (
-    r"password|passwd|client_secret|secret|refresh_token|access_token|id_token|token|"
-    r"assertion|code_verifier|api_key|apikey"
+    r"password|passwd|client[_-]?secret|secret|(?:access|refresh|id)[_-]?token|token|"
+    r"assertion|code[_-]?verifier|api[_-]?key"
 )
-# key=value in query strings and form bodies (also key: value, key="value")
+# key=value in query strings and form bodies (also key: value, key="value", and Python reprs:
+# 'key': 'value', where a quote closes the key before the separator)
 _KV_RE: Final = re.compile(
-    rf"(?i)(?P<key>\b(?:{_SECRET_NAMES})\b)(?P<sep>\s*[=:]\s*)(?P<q>[\"']?)(?P<val>[^&\s\"',;)}}\]]+)"
+    rf"(?i)(?P<key>\b(?:{_SECRET_NAMES})\b[\"']?)(?P<sep>\s*[=:]\s*)(?P<q>[\"']?)"
+    rf"(?P<val>[^&\s\"',;)}}\]]+)"
 )
-# JSON: "key": "value"
+# JSON: "key": "value", escaped quotes inside the value included
 _JSON_RE: Final = re.compile(
-    rf"(?i)(?P<key>\"(?:{_SECRET_NAMES})\"\s*:\s*\")(?P<val>[^\"]*)(?P<end>\")"
+    rf"(?i)(?P<key>\"(?:{_SECRET_NAMES})\"\s*:\s*\")(?P<val>(?:[^\"\\]|\\.)*)(?P<end>\"?)"
 )
+# the fields of a token endpoint's reply that are secrets, whatever else the reply says
+REPLY_SECRET_FIELDS: Final = ("access_token", "refresh_token", "id_token")
 # Authorization / Proxy-Authorization headers, in any case, and bare "Bearer xyz" / "Basic xyz"
 _AUTH_RE: Final = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<sp>\s+)(?P<val>[A-Za-z0-9._~+/=-]+)")
 # Team Server revocation puts the access token in the path: /api/revoketoken/<token>
@@ -103,8 +112,9 @@ def scrub(text: str) -> str:
     pattern = _known_values_pattern()
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    text = _KV_RE.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
+    # JSON first: it knows escaped quotes, which would end the key=value pattern's value early
     text = _JSON_RE.sub(lambda m: f"{m['key']}{MASK}{m['end']}", text)
+    text = _KV_RE.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
     text = _AUTH_RE.sub(lambda m: f"{m['scheme']}{m['sp']}{MASK}", text)
     text = _REVOKE_PATH_RE.sub(lambda m: f"{m['key']}{MASK}", text)
     # A secret that contains the mask ("pa***") can be re-formed by a replacement next to it;
@@ -112,6 +122,56 @@ def scrub(text: str) -> str:
     while pattern is not None and MASK in text and pattern.search(text):
         text = pattern.sub(MASK, text)
     return text
+
+
+def remember_reply_secrets(data: object) -> None:
+    """Remember the token values of a decoded reply (a JSON object or form fields) as secrets.
+
+    Called on every reply before any message is built from it: a server that answers an
+    error *and* a token, or repeats the token in ``error_description``, must not see it echoed.
+    """
+    if isinstance(data, dict):
+        for name in REPLY_SECRET_FIELDS:
+            value = data.get(name)
+            if isinstance(value, str):
+                remember_secret(value, pinned=False)
+
+
+_UNPRINTABLE: Final = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
+
+
+def printable(text: str) -> str:
+    """*text* with every control character (C0, DEL, C1, line breaks) and other non-printing
+    code point replaced by ``?``: what a server sends must not drive the terminal."""
+    return _UNPRINTABLE.sub("?", text)
+
+
+def excerpt(body: bytes | str, limit: int = 200) -> str:
+    """A one-line, secret-free, printable excerpt of a reply of at most *limit* characters.
+
+    Scrubbed *before* it is cut: a token cut at the boundary would otherwise leave its prefix,
+    which no pattern recognises any more. Scrubbing costs time in proportion to the text, so
+    a hostile megabyte is first cut to :data:`_EXCERPT_WINDOW` characters; a secret the cut
+    splits can only be in the last :data:`_LONGEST_SECRET` characters of the scrubbed window
+    (nothing follows it), so those are dropped after scrubbing.
+    """
+    text = body if isinstance(body, str) else body.decode("utf-8", "replace")
+    if isinstance(body, bytes):
+        import json
+
+        with contextlib.suppress(ValueError, RecursionError):
+            remember_reply_secrets(json.loads(text))
+    if len(text) > _EXCERPT_WINDOW:
+        text = scrub(text[:_EXCERPT_WINDOW])
+        text = text[: max(0, len(text) - _LONGEST_SECRET)]
+    else:
+        text = scrub(text)
+    text = printable(" ".join(text.split()))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+_LONGEST_SECRET: Final = 64 * 1024 + 1  # the longest token tokenflow accepts, and one more
+_EXCERPT_WINDOW: Final = 3 * _LONGEST_SECRET
 
 
 class Secret:

@@ -3,12 +3,20 @@
 The parser is lenient where real servers differ and strict where a mistake would hurt
 (the same balance as golang.org/x/oauth2's ``internal/token.go``):
 
-* ``token_type`` in any case (Team Server sends ``bearer``); the header we send is ``Bearer``.
+* ``token_type`` in any case (Team Server sends ``bearer``), or missing; the header we send is
+  ``Bearer``. Any other type (``DPoP``, ``mac``...) is refused: printing ``Bearer`` for a token
+  that must be sent another way would fail later and obscurely.
+* ``access_token`` must be an RFC 6750 ``b64token``: it ends up in headers and on terminals,
+  where CR/LF or escape sequences do harm. A :class:`Token` checks this however it is made,
+  so a tampered token store is caught too.
 * ``expires_in`` as an integer, a float or a numeric string; missing or null means unknown, and
   then the JWT ``exp`` claim (read, not verified) or the profile's ``default_lifetime`` is used.
-  Lifetimes under a second, negative or over a year are reported and replaced by the default.
+  Anything else ("abc", NaN, infinities, under a second, over a year) is reported with a warning
+  and replaced by the default: never silently.
+* A reply without ``scope`` was granted the requested scope (RFC 6749 section 5.1).
 * A 200 carrying ``error`` is a failure; a reply without ``access_token`` is a failure; a body
   that is not JSON (an HTML error page from a proxy) is a failure with a short, scrubbed excerpt.
+  The token fields of every reply are remembered as secrets before any message is built.
 * A reply without ``refresh_token`` keeps the previous one (RFC 6749 section 6).
 """
 
@@ -26,8 +34,16 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeGuard
 
 from tokenflow.base.freshness import refresh_at
+from tokenflow.base.tokensyntax import b64token_problem
 from tokenflow.errors import TokenRequestError
-from tokenflow.redact import get_logger, remember_secret, scrub
+from tokenflow.redact import (
+    excerpt,
+    get_logger,
+    printable,
+    remember_reply_secrets,
+    remember_secret,
+    scrub,
+)
 
 __all__ = ["Token", "fingerprint", "parse_error_response", "parse_token_response"]
 
@@ -36,6 +52,8 @@ log = get_logger("tokenflow.tokens")
 MAX_SANE_LIFETIME = 366 * 24 * 3600  # over a year is a server bug or a unit mix-up
 SKEW_TOLERANCE = 5.0  # seconds of difference between the server's Date and ours we ignore
 _EXCERPT_CHARS = 200
+_ERROR_CODE_CHARS = 80  # RFC 6749 error codes are short words; a longer one is cut
+_DESCRIPTION_CHARS = 300
 _STANDARD_FIELDS = frozenset(
     {"access_token", "token_type", "expires_in", "refresh_token", "scope"}
 )
@@ -64,6 +82,13 @@ class Token:
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # checked however the token is made (a reply, a store, a plugin): ValueError, which the
+        # stores treat as a damaged entry; parse_token_response checks first for a clear error
+        problem = token_problem(self.access_token, self.token_type, self.scope)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.token_type != "Bearer":
+            object.__setattr__(self, "token_type", "Bearer")
         remember_secret(self.access_token, pinned=False)
         if self.refresh_token:
             remember_secret(self.refresh_token, pinned=False)
@@ -142,6 +167,22 @@ class Token:
         )
 
 
+def token_problem(access_token: object, token_type: object, scope: object = None) -> str | None:
+    """Why these fields cannot make a usable :class:`Token`, or ``None``; quotes no secret."""
+    if not isinstance(access_token, str):
+        return "the access_token is not a string"
+    bad = b64token_problem(access_token)
+    if bad is not None:
+        return f"the access_token was refused: {bad}"
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        shown = ascii(token_type)[:40] if isinstance(token_type, str) else type(token_type).__name__
+        return (f"the token_type is {shown}, not Bearer: tokenflow only hands out Bearer tokens "
+                "(DPoP, mac and other types need the client to sign each request)")
+    if scope is not None and (not isinstance(scope, str) or printable(scope) != scope):
+        return "the scope holds control characters"
+    return None
+
+
 def _is_number(value: object) -> TypeGuard[int | float]:
     return (
         isinstance(value, int | float)
@@ -151,11 +192,7 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 
 def _excerpt(body: bytes) -> str:
-    text = body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")
-    text = " ".join(text.split())
-    if len(text) > _EXCERPT_CHARS:
-        text = text[:_EXCERPT_CHARS] + "…"
-    return scrub(text)
+    return excerpt(body, _EXCERPT_CHARS)
 
 
 def _decode_json_object(body: bytes) -> dict[str, Any] | None:
@@ -201,14 +238,16 @@ def parse_error_response(
     The server's ``error_description`` is scrubbed: Spring repeats the refresh token it refuses.
     """
     data = _decode_body(body, content_type)
+    remember_reply_secrets(data)  # before any message: the reply may repeat a token
     if (data is None or "error" not in data) and status == 401:
         challenge = _challenge_fields(www_authenticate)
         if "error" in challenge:
             data = challenge
     if data is not None and isinstance(data.get("error"), str):
-        code: str = data["error"]
+        code = _field_text(data["error"], _ERROR_CODE_CHARS)
         raw_description = data.get("error_description")
-        description = scrub(str(raw_description)) if raw_description is not None else None
+        description = (_field_text(str(raw_description), _DESCRIPTION_CHARS)
+                       if raw_description is not None else None)
         message = f"{code}: {description}" if description else code
         return TokenRequestError(
             f"token request refused (HTTP {status}): {message}",
@@ -225,11 +264,22 @@ def parse_error_response(
     )
 
 
+def _field_text(value: str, limit: int) -> str:
+    """A server's text field as it may appear in a message: scrubbed first, then made printable
+    and cut (cutting first would leave the prefix of a token no pattern recognises)."""
+    text = printable(scrub(value))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _coerce_expires_in(value: object) -> float | None:
-    if value is None or isinstance(value, bool):
+    """``expires_in`` as seconds, or ``None`` when it is not a finite number."""
+    if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            return None
     elif isinstance(value, str):
         try:
             number = float(value.strip())
@@ -276,18 +326,22 @@ def parse_token_response(
     date_header: str | None = None,
     previous_refresh_token: str | None = None,
     www_authenticate: str | None = None,
+    requested_scope: str | None = None,
 ) -> Token:
     """Turn a token endpoint's reply into a :class:`Token`, or raise :class:`TokenRequestError`.
 
     :param now: local wall-clock time when the request was sent (expiry is counted from it, so
         network latency shortens rather than lengthens the token's assumed life).
     :param previous_refresh_token: kept when the reply carries no new one.
+    :param requested_scope: the scope asked for (for a refresh, the scope granted before): a
+        reply without ``scope`` was granted exactly that (RFC 6749 sections 5.1 and 6).
     """
     if not 200 <= status < 300:
         raise parse_error_response(status, body, content_type, www_authenticate)
     data = _decode_body(body, content_type)
     if data is None:
         raise parse_error_response(status, body, content_type)
+    remember_reply_secrets(data)  # before any message is built from this reply
     if "error" in data:
         error = parse_error_response(status, body, content_type)
         error.args = (f"token endpoint answered HTTP {status} but carried an error: "
@@ -297,33 +351,39 @@ def parse_token_response(
     if not isinstance(access, str) or not access:
         raise TokenRequestError(
             f"token endpoint answered HTTP {status} without an access_token "
-            f"(fields: {', '.join(sorted(map(str, data))) or 'none'})",
+            f"(fields: {_field_text(', '.join(sorted(map(str, data))), 200) or 'none'})",
             status=status,
         )
     token_type = data.get("token_type")
-    if not isinstance(token_type, str) or not token_type:
+    if token_type is None or token_type == "":
         token_type = "Bearer"  # widely omitted; bearer is the only type in use
-    elif token_type.lower() == "bearer":
-        token_type = "Bearer"
-    refresh = data.get("refresh_token")
-    if not isinstance(refresh, str) or not refresh:
-        refresh = previous_refresh_token
     scope = data.get("scope")
     if isinstance(scope, list):
         scope = " ".join(str(s) for s in scope)
+    elif scope is None:
+        scope = requested_scope  # RFC 6749 5.1: omitted means as requested
     elif not isinstance(scope, str):
-        scope = None
+        log.warning("token endpoint sent a scope that is not a string; assuming the requested "
+                    "scope")
+        scope = requested_scope
+    problem = token_problem(access, token_type, scope)
+    if problem is not None:
+        raise TokenRequestError(f"token endpoint answered HTTP {status} with an unusable token: "
+                                f"{problem}", status=status)
+    refresh = data.get("refresh_token")
+    if not isinstance(refresh, str) or not refresh:
+        refresh = previous_refresh_token
 
-    lifetime = _coerce_expires_in(data.get("expires_in"))
+    raw_lifetime = data.get("expires_in")
+    lifetime = _coerce_expires_in(raw_lifetime)
     expires_at: float | None = None
-    if lifetime is not None:
-        if 1 <= lifetime <= MAX_SANE_LIFETIME:  # under a second: would expire on arrival
-            expires_at = now + lifetime
-        else:
-            log.warning(
-                "token endpoint sent an implausible expires_in=%r; assuming %d seconds",
-                data.get("expires_in"), default_lifetime,
-            )
+    if lifetime is not None and 1 <= lifetime <= MAX_SANE_LIFETIME:
+        expires_at = now + lifetime  # under a second would expire on arrival
+    elif raw_lifetime is not None:
+        log.warning(
+            "token endpoint sent an implausible expires_in=%s; assuming the default lifetime of "
+            "%g seconds", ascii(raw_lifetime)[:40], default_lifetime,
+        )
     else:
         exp = _jwt_exp(access)
         if exp is not None:
@@ -331,7 +391,7 @@ def parse_token_response(
             if 0 < local_exp - now <= MAX_SANE_LIFETIME:
                 expires_at = local_exp
             else:
-                log.warning("JWT exp claim is implausible; assuming %d seconds", default_lifetime)
+                log.warning("JWT exp claim is implausible; assuming %g seconds", default_lifetime)
     if expires_at is None:
         expires_at = now + default_lifetime
 

@@ -45,7 +45,15 @@ def render(
     scope: str | None,
     now: float,
 ) -> str:
-    """The text to print for *fmt* (one of :data:`FORMATS`), with a trailing newline."""
+    """The text to print for *fmt* (one of :data:`FORMATS`), with a trailing newline.
+
+    Raises ``ValueError`` for a token outside the RFC 6750 syntax or of a type other than
+    Bearer (a tampered cache file read by the fast path, which then defers to the full path).
+    """
+    from tokenflow.base.tokensyntax import b64token_problem
+
+    if b64token_problem(access_token) is not None or token_type.lower() != "bearer":
+        raise ValueError("not a printable Bearer token")
     expires_at = _clamp(expires_at)
     if fmt == "raw":
         return access_token + "\n"

@@ -45,7 +45,7 @@ from tokenflow.config.model import (
 )
 from tokenflow.errors import ConfigError, ConfigIssue
 from tokenflow.plugins.host import PluginHost
-from tokenflow.redact import Secret
+from tokenflow.redact import Secret, remember_secret
 
 __all__ = [
     "config_from_data",
@@ -73,7 +73,6 @@ _VAR_RE = re.compile(
     r"|(?P<bad>\{))"
 )
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_LOOPBACK = re.compile(r"^(localhost|127(\.\d{1,3}){3}|\[::1\]|::1)$", re.IGNORECASE)
 
 
 def path_text(path: JsonPath) -> str:
@@ -607,14 +606,11 @@ def _ca_bundle_problem(bundle: Path) -> str | None:
 
 
 def _is_loopback_url(url: str) -> bool:
-    from urllib.parse import urlsplit
+    """Whether *url* goes to this machine, read as the transport will connect to it."""
+    from tokenflow.wire import parse_server_url
 
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        return False
-    # the whole host must be loopback: "127.0.0.1.example.com" is a public name
-    return bool(_LOOPBACK.fullmatch(host))
+    parsed = parse_server_url(url)
+    return not isinstance(parsed, str) and parsed.is_loopback
 
 
 class _ModelBuilder:
@@ -635,14 +631,27 @@ class _ModelBuilder:
                                          f"unknown dialect {dialect!r}{_known(self.host.dialects)}"))
             ok = False
         insecure_ok = bool(data.get("allow_insecure_http", False))
+        from tokenflow.wire import header_problem, parse_server_url
+
         for key in ("token_url", "revoke_url", "issuer", "authorization_url",
                     "device_authorization_url"):
             url = data.get(key)
-            if isinstance(url, str) and url.lower().startswith("http://") and not insecure_ok \
+            problem = parse_server_url(url) if isinstance(url, str) else None
+            if isinstance(problem, str):  # never echo the URL: it may carry a secret
+                self.issues.append(doc.issue((*base, key), problem))
+                ok = False
+            elif isinstance(url, str) and url.lower().startswith("http://") and not insecure_ok \
                     and not _is_loopback_url(url):
                 self.issues.append(doc.issue((*base, key), (
                     "http:// to a host that is not loopback would send credentials and tokens in "
                     "clear text; use https:// or set allow_insecure_http: true")))
+                ok = False
+        headers = dict(data.get("headers", {}))
+        for name, value in headers.items():
+            remember_secret(value)  # an API key often rides here: scrub it like a password
+            bad = header_problem(name, value)
+            if bad:
+                self.issues.append(doc.issue((*base, "headers", name), bad))
                 ok = False
         verify: bool | str = data.get("verify", True)
         if isinstance(verify, str):
@@ -669,7 +678,7 @@ class _ModelBuilder:
             retries=int(data.get("retries", DEFAULT_RETRIES)),
             verify=verify,
             allow_insecure_http=insecure_ok,
-            headers=dict(data.get("headers", {})),
+            headers=headers,
         )
 
     def secret(self, value: Any, doc: Document, path: JsonPath) -> SecretSpec | None:

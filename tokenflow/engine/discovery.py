@@ -31,6 +31,7 @@ from tokenflow.config.model import ServerSpec
 from tokenflow.errors import ConfigError, TransportError
 from tokenflow.plugins.contracts import HttpRequest, HttpResponse
 from tokenflow.redact import get_logger
+from tokenflow.wire import parse_server_url
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -46,7 +47,6 @@ log = get_logger("tokenflow.discovery")
 DEFAULT_MAX_AGE: Final = 86400.0  # a day
 MAX_CACHE_FILE: Final = 256 * 1024
 CACHE_FORMAT: Final = 1
-LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})  # http:// is fine there
 
 # endpoint name -> (metadata field, ServerSpec attribute of the explicit key)
 ENDPOINT_NAMES: Final[Mapping[str, tuple[str, str]]] = {
@@ -112,7 +112,8 @@ def parse_metadata(body: bytes, issuer: str, where: str, *, allow_http: bool = F
     found = data.get("issuer")
     if found != issuer:
         raise TransportError(
-            f"the metadata at {where} names issuer {found!r}, not the configured {issuer!r} "
+            f"the metadata at {where} names issuer {ascii(found)[:200]}, not the configured "
+            f"{issuer!r} "
             "(RFC 8414 section 3.3): check the server's issuer",
             transient=False,
         )
@@ -121,12 +122,13 @@ def parse_metadata(body: bytes, issuer: str, where: str, *, allow_http: bool = F
         value = data.get(key)
         if value is None:
             continue
-        parts = urlsplit(value) if isinstance(value, str) else None
-        plain_ok = allow_http or (parts is not None and parts.hostname in LOOPBACK)
-        if parts is None or not parts.netloc or parts.scheme not in (
-            ("https", "http") if plain_ok else ("https",)
-        ):
-            raise TransportError(f"the metadata at {where} gives an unusable {key}: {value!r}",
+        # the same parser the transport connects with (tokenflow.wire): no user-info, no
+        # backslashes, no whitespace or control characters, http only on loopback
+        parsed = parse_server_url(value) if isinstance(value, str) else "it is not a string"
+        if isinstance(parsed, str) or (parsed.scheme == "http" and not allow_http
+                                       and not parsed.is_loopback):
+            why = parsed if isinstance(parsed, str) else "plain http:// to a host not on loopback"
+            raise TransportError(f"the metadata at {where} gives an unusable {key}: {why}",
                                  transient=False)
         endpoints[name] = value
     methods = data.get("token_endpoint_auth_methods_supported")

@@ -444,25 +444,29 @@ class TokenSession:
     def _refresh(self, token: Token) -> Token:
         assert token.refresh_token is not None
         params = {"grant_type": "refresh_token", "refresh_token": token.refresh_token}
-        return self._request(params, previous_refresh_token=token.refresh_token)
+        # RFC 6749 section 6: a refresh keeps the scope granted before unless the reply says
+        return self._request(params, previous_refresh_token=token.refresh_token,
+                             requested_scope=token.scope or self.profile.scope)
 
     def _client_secret(self) -> str | None:
         spec = self.profile.client.client_secret
         return None if spec is None else self._secret("client_secret", spec)
 
-    def _request(self, params: dict[str, str], previous_refresh_token: str | None) -> Token:
+    def _request(self, params: dict[str, str], previous_refresh_token: str | None,
+                 requested_scope: str | None = None) -> Token:
         try:
-            return self._request_once(params, previous_refresh_token)
+            return self._request_once(params, previous_refresh_token, requested_scope)
         except TokenRequestError as exc:
             # a token endpoint taken from the issuer's metadata that is gone: the server may
             # have moved it; read the metadata again (once per process) and retry if it changed
             discovery = self._discovery()
             if exc.status == 404 and discovery.discovered("token") \
                     and discovery.refresh_after_not_found():
-                return self._request_once(params, previous_refresh_token)
+                return self._request_once(params, previous_refresh_token, requested_scope)
             raise
 
-    def _request_once(self, params: dict[str, str], previous_refresh_token: str | None) -> Token:
+    def _request_once(self, params: dict[str, str], previous_refresh_token: str | None,
+                      requested_scope: str | None) -> Token:
         server = self.profile.server
         discovery = self._discovery()
         request = self._dialect.token_request(
@@ -481,6 +485,7 @@ class TokenSession:
                 date_header=response.headers.get("date"),
                 previous_refresh_token=previous_refresh_token,
                 www_authenticate=response.headers.get("www-authenticate"),
+                requested_scope=requested_scope,
             )
         except TokenRequestError as exc:
             if exc.status == 405:  # GET-only legacy endpoints and servers that refuse GET
@@ -690,8 +695,9 @@ class _SessionGrantContext:
         return self._session._discovery().endpoint(name)
 
     def request_token(self, params: Mapping[str, str]) -> Token:
-        return self._session._request(self._session._grant_params(params),
-                                      previous_refresh_token=None)
+        full = self._session._grant_params(params)
+        return self._session._request(full, previous_refresh_token=None,
+                                      requested_scope=full.get("scope"))
 
     def send(self, request: HttpRequest) -> HttpResponse:
         session = self._session
