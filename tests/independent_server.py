@@ -12,7 +12,19 @@ clients, in-memory tokens) and an HTTP front (``http.server.ThreadingHTTPServer`
   2.3.1 (``client_secret_basic``), or ``client_id``/``client_secret`` body parameters
   (``client_secret_post``); using both at once is refused, as the RFC requires.
 * RFC 7009 revocation at :attr:`IndependentServer.revoke_url`.
-* POST only: any other method gets 405 with ``Allow: POST``.
+* Interactive grants (issue 10): oauthlib's ``AuthorizationCodeGrant`` with PKCE required (S256
+  only) at :attr:`IndependentServer.authorize_url`, which auto-approves as :attr:`user` and
+  redirects to the client's loopback ``redirect_uri`` on any port (RFC 8252 section 7.3), or
+  answers ``access_denied`` when :attr:`IndependentServer.deny_authorization` is set; oauthlib's
+  RFC 8628 ``DeviceAuthorizationEndpoint`` and ``DeviceCodeGrant`` at
+  :attr:`IndependentServer.device_url`, with :meth:`IndependentServer.approve_device`,
+  :meth:`IndependentServer.deny_device` and :meth:`IndependentServer.script_device` (statuses such
+  as ``slow_down`` or ``expired_token`` for the next polls); a public client (no secret,
+  :data:`PUBLIC_CLIENT`); and RFC 8414 metadata built by oauthlib's ``MetadataEndpoint`` at
+  ``/.well-known/oauth-authorization-server`` (or only at ``/.well-known/openid-configuration``
+  with ``metadata_at="openid"``).
+* POST only for the token, revocation and device endpoints: any other method gets 405 with
+  ``Allow: POST``; the authorization and metadata endpoints are GET.
 * Faults: :meth:`IndependentServer.fail_next` (n answers with a status, 503 by default, before
   oauthlib sees the request), :attr:`IndependentServer.latency` (seconds to wait before answering),
   :meth:`IndependentServer.revoke_refresh_tokens`.
@@ -40,13 +52,19 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import pytest
 from oauthlib.common import Request
 from oauthlib.oauth2 import (
+    AuthorizationCodeGrant,
+    AuthorizationEndpoint,
     BearerToken,
     ClientCredentialsGrant,
+    DeviceAuthorizationEndpoint,
+    DeviceCodeGrant,
+    MetadataEndpoint,
+    OAuth2Error,
     RefreshTokenGrant,
     RequestValidator,
     ResourceOwnerPasswordCredentialsGrant,
@@ -55,6 +73,8 @@ from oauthlib.oauth2 import (
 )
 
 __all__ = [
+    "DEVICE_GRANT",
+    "PUBLIC_CLIENT",
     "REVOKE_PATH",
     "TOKEN_PATH",
     "IndependentServer",
@@ -66,7 +86,14 @@ __all__ = [
 
 TOKEN_PATH = "/oauth2/token"
 REVOKE_PATH = "/oauth2/revoke"
-GRANTS = ("password", "client_credentials", "refresh_token")
+AUTHORIZE_PATH = "/oauth2/authorize"
+DEVICE_PATH = "/oauth2/device"
+VERIFY_PATH = "/device"  # the verification page a person would open (not served: tests approve)
+RFC8414_PATH = "/.well-known/oauth-authorization-server"
+OIDC_PATH = "/.well-known/openid-configuration"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+GRANTS = ("password", "client_credentials", "refresh_token", "authorization_code", DEVICE_GRANT)
+PUBLIC_CLIENT = "tokenflow-public"
 DEFAULT_SCOPES = ("read", "write")
 ALLOWED_SCOPES = frozenset({"read", "write", "admin"})
 # characters that must survive form-urlencoding in Basic credentials and in form bodies
@@ -108,6 +135,30 @@ class _Refresh:
 
 
 @dataclass
+class _Code:
+    """An authorization code waiting to be exchanged."""
+
+    client_id: str
+    redirect_uri: str
+    user: str
+    scopes: list[str]
+    challenge: str | None
+    challenge_method: str | None
+    used: bool = False
+
+
+@dataclass
+class _Device:
+    """A device authorization waiting for the person (RFC 8628)."""
+
+    client_id: str
+    user_code: str
+    scopes: list[str]
+    status: str = "authorization_pending"
+    script: list[str] = field(default_factory=list)  # statuses for the next polls, in order
+
+
+@dataclass
 class _Fault:
     status: int
     headers: dict[str, str]
@@ -122,7 +173,11 @@ class _State:
     clients: dict[str, str]
     clock: Callable[[], float]
     rotate: bool
+    public_clients: frozenset[str] = frozenset({PUBLIC_CLIENT})
+    user: str = "carol"  # who approves browser and device sign-ins
     lock: threading.RLock = field(default_factory=threading.RLock)
+    codes: dict[str, _Code] = field(default_factory=dict)
+    devices: dict[str, _Device] = field(default_factory=dict)
     access: dict[str, _Access] = field(default_factory=dict)
     refresh: dict[str, _Refresh] = field(default_factory=dict)
     last_client_auth: str | None = None  # how the current request's client authenticated
@@ -144,7 +199,8 @@ class _Validator(RequestValidator):  # type: ignore[misc]
 
     # -- clients -------------------------------------------------------------------------------
     def client_authentication_required(self, request: Request, *args: Any, **kwargs: Any) -> bool:
-        return True  # every client of this server is confidential
+        # public clients (RFC 6749 2.1) identify themselves with client_id alone
+        return request.client_id not in self.state.public_clients or "Authorization" in request.headers
 
     def authenticate_client(self, request: Request, *args: Any, **kwargs: Any) -> bool:
         header = request.headers.get("Authorization", "")
@@ -174,11 +230,100 @@ class _Validator(RequestValidator):  # type: ignore[misc]
         return True
 
     def authenticate_client_id(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> bool:
-        return False  # no public clients
+        if client_id not in self.state.public_clients:
+            return False
+        self.state.last_client_auth = "none"
+        request.client = _Client(client_id)
+        return True
+
+    def validate_client_id(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> bool:
+        return client_id in self.state.clients or client_id in self.state.public_clients
+
+    # -- authorization code + PKCE (RFC 6749 4.1, RFC 7636, RFC 8252) ---------------------------
+    def validate_redirect_uri(
+        self, client_id: str, redirect_uri: str, request: Request, *args: Any, **kwargs: Any
+    ) -> bool:
+        # RFC 8252 7.3: a loopback redirect matches on any port
+        parts = urlsplit(redirect_uri)
+        return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost") \
+            and parts.path == "/callback" and not parts.query
+
+    def get_default_redirect_uri(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect_uri must always be sent
+
+    def validate_response_type(
+        self, client_id: str, response_type: str, client: Any, request: Request, *args: Any, **kwargs: Any
+    ) -> bool:
+        return response_type == "code"
+
+    def is_pkce_required(self, client_id: str, request: Request) -> bool:
+        return True
+
+    def save_authorization_code(
+        self, client_id: str, code: Mapping[str, str], request: Request, *args: Any, **kwargs: Any
+    ) -> None:
+        with self.state.lock:
+            self.state.codes[code["code"]] = _Code(
+                client_id, request.redirect_uri, request.user, list(request.scopes or []),
+                request.code_challenge, request.code_challenge_method,
+            )
+
+    def validate_code(
+        self, client_id: str, code: str, client: _Client, request: Request, *args: Any, **kwargs: Any
+    ) -> bool:
+        with self.state.lock:
+            record = self.state.codes.get(code)
+            if record is None or record.used or record.client_id != client_id:
+                return False
+            request.user = record.user
+            request.scopes = list(record.scopes)
+            return True
+
+    def confirm_redirect_uri(
+        self, client_id: str, code: str, redirect_uri: str, client: _Client, request: Request,
+        *args: Any, **kwargs: Any,
+    ) -> bool:
+        with self.state.lock:
+            record = self.state.codes.get(code)
+            return record is not None and record.redirect_uri == redirect_uri
+
+    def get_code_challenge(self, code: str, request: Request) -> str | None:
+        with self.state.lock:
+            record = self.state.codes.get(code)
+            return None if record is None else record.challenge
+
+    def get_code_challenge_method(self, code: str, request: Request) -> str | None:
+        with self.state.lock:
+            record = self.state.codes.get(code)
+            return None if record is None else record.challenge_method
+
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: Request, *args: Any, **kwargs: Any
+    ) -> None:
+        with self.state.lock:
+            record = self.state.codes.get(code)
+            if record is not None:
+                record.used = True
+
+    # -- device authorization (RFC 8628) ----------------------------------------------------------
+    def validate_device_code(
+        self, client_id: str, device_code: str, request: Request, *args: Any, **kwargs: Any
+    ) -> str | None:
+        with self.state.lock:
+            record = self.state.devices.get(device_code)
+            if record is None or record.client_id != client_id:
+                return None
+            status = record.script.pop(0) if record.script else record.status
+            if status == "authorized":
+                request.user = self.state.user
+                request.scopes = list(record.scopes)
+            return status
 
     def validate_grant_type(
         self, client_id: str, grant_type: str, client: _Client, request: Request, *args: Any, **kwargs: Any
     ) -> bool:
+        if client_id in self.state.public_clients:  # a public client cannot use these
+            return grant_type not in ("password", "client_credentials")
         return grant_type in GRANTS
 
     # -- scopes --------------------------------------------------------------------------------
@@ -219,6 +364,9 @@ class _Validator(RequestValidator):  # type: ignore[misc]
     def rotate_refresh_token(self, request: Request) -> bool:
         return self.state.rotate
 
+    def save_token(self, token: Mapping[str, Any], request: Request, *args: Any, **kwargs: Any) -> None:
+        self.save_bearer_token(token, request, *args, **kwargs)
+
     def save_bearer_token(
         self, token: Mapping[str, Any], request: Request, *args: Any, **kwargs: Any
     ) -> None:
@@ -249,11 +397,13 @@ class _Validator(RequestValidator):  # type: ignore[misc]
             self.state.access.pop(token, None)
 
 
-class _Endpoint(TokenEndpoint, RevocationEndpoint):  # type: ignore[misc]
-    """oauthlib's token and revocation endpoints with the three grants this server offers."""
+class _Endpoint(TokenEndpoint, RevocationEndpoint, AuthorizationEndpoint):  # type: ignore[misc]
+    """oauthlib's token, revocation and authorization endpoints with the grants this server offers."""
 
     def __init__(self, validator: _Validator, token_expires_in: int) -> None:
         bearer = BearerToken(validator, expires_in=token_expires_in)
+        code_grant = AuthorizationCodeGrant(validator)
+        code_grant._code_challenge_methods = {"S256": code_grant._code_challenge_methods["S256"]}
         TokenEndpoint.__init__(
             self,
             default_grant_type="password",
@@ -261,10 +411,16 @@ class _Endpoint(TokenEndpoint, RevocationEndpoint):  # type: ignore[misc]
                 "password": ResourceOwnerPasswordCredentialsGrant(validator),
                 "client_credentials": ClientCredentialsGrant(validator),
                 "refresh_token": RefreshTokenGrant(validator),
+                "authorization_code": code_grant,
+                DEVICE_GRANT: DeviceCodeGrant(validator),
             },
             default_token_type=bearer,
         )
         RevocationEndpoint.__init__(self, validator)
+        AuthorizationEndpoint.__init__(
+            self, default_response_type="code", response_types={"code": code_grant},
+            default_token_type=bearer,
+        )
 
 
 class IndependentServer:
@@ -279,6 +435,9 @@ class IndependentServer:
         rotate_refresh_tokens: bool = False,
         clock: Callable[[], float] = time.time,
         latency: float = 0.0,
+        device_interval: int | None = None,
+        device_expires_in: int = 600,
+        metadata_at: str = "rfc8414",
     ) -> None:
         self._state = _State(
             accounts=dict(accounts or DEFAULT_ACCOUNTS),
@@ -286,6 +445,15 @@ class IndependentServer:
             clock=clock,
             rotate=rotate_refresh_tokens,
         )
+        self.user = self._state.user = next(iter(self._state.accounts))
+        self.public_client_id = PUBLIC_CLIENT
+        self.deny_authorization = False
+        self.callback_iss: str | None = None  # sent as the callback's iss (RFC 9207) when set
+        self.device_interval = device_interval
+        self.device_expires_in = device_expires_in
+        self.metadata_at = metadata_at
+        self.metadata_issuer: str | None = None  # a wrong issuer for the metadata, in tests
+        self.metadata_auth_methods = ["client_secret_post", "client_secret_basic", "none"]
         self.username, self.password = next(iter(self._state.accounts.items()))
         self.client_id, self.client_secret = next(iter(self._state.clients.items()))
         self.access_token_lifetime = access_token_lifetime
@@ -345,6 +513,48 @@ class IndependentServer:
     def revoke_url(self) -> str:
         return self.url + REVOKE_PATH
 
+    @property
+    def authorize_url(self) -> str:
+        return self.url + AUTHORIZE_PATH
+
+    @property
+    def device_url(self) -> str:
+        return self.url + DEVICE_PATH
+
+    @property
+    def issuer(self) -> str:
+        return self.url
+
+    # -- the person's side -------------------------------------------------------------------------
+    def _device_by_user_code(self, user_code: str) -> _Device:
+        with self._state.lock:
+            for record in self._state.devices.values():
+                if record.user_code == user_code:
+                    return record
+        raise KeyError(f"no pending device authorization for user code {user_code!r}")
+
+    def approve_device(self, user_code: str) -> None:
+        """What the person does on the verification page: approve the sign-in as :attr:`user`."""
+        with self._state.lock:
+            self._device_by_user_code(user_code).status = "authorized"
+
+    def deny_device(self, user_code: str) -> None:
+        with self._state.lock:
+            self._device_by_user_code(user_code).status = "access_denied"
+
+    def script_device(self, statuses: list[str], user_code: str | None = None) -> None:
+        """Answer the next polls with *statuses* (``slow_down``, ``expired_token``...) in order,
+        for the device authorization of *user_code* (the only pending one when ``None``)."""
+        with self._state.lock:
+            records = [self._device_by_user_code(user_code)] if user_code else list(
+                self._state.devices.values())
+            assert len(records) == 1, "script_device needs the user code when several are pending"
+            records[0].script.extend(statuses)
+
+    def device_user_codes(self) -> list[str]:
+        with self._state.lock:
+            return [record.user_code for record in self._state.devices.values()]
+
     # -- faults ----------------------------------------------------------------------------------
     def fail_next(self, n: int = 1, status: int = 503, headers: Mapping[str, str] | None = None) -> None:
         """Answer the next *n* requests with *status* (an HTML page) before oauthlib sees them."""
@@ -393,10 +603,10 @@ class IndependentServer:
             else:
                 self._connections.discard(conn)
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> tuple[
-            int, dict[str, str], bytes]:
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes,
+               query: str = "") -> tuple[int, dict[str, str], bytes]:
         """Answer one request: (status, headers, body)."""
-        names = tuple(name for name, _ in parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+        names = tuple(name for name, _ in parse_qsl(body.decode("latin-1") or query, keep_blank_values=True))
         grant = dict(parse_qsl(body.decode("latin-1"))).get("grant_type") if path == TOKEN_PATH else None
         with self._state.lock:
             self._counts["total"] += 1
@@ -404,8 +614,19 @@ class IndependentServer:
                 self._counts[grant if grant in GRANTS else "other"] += 1
             elif path == REVOKE_PATH:
                 self._counts["revoke"] += 1
+            elif path == AUTHORIZE_PATH:
+                self._counts["authorize"] += 1
+            elif path == DEVICE_PATH:
+                self._counts["device_authorization"] += 1
+            elif path in (RFC8414_PATH, OIDC_PATH):
+                self._counts["metadata"] += 1
         if self.latency > 0:
             time.sleep(self.latency)
+        if method == "GET" and path in (AUTHORIZE_PATH, RFC8414_PATH, OIDC_PATH):
+            status, out_headers, out_body = self._get(path, query, headers)
+            with self._state.lock:
+                self._requests.append(RecordedRequest(method, path, None, None, status, names))
+            return status, out_headers, out_body
         status, out_headers, out_body, client_auth = self._answer(method, path, headers, body)
         with self._state.lock:
             self._requests.append(RecordedRequest(method, path, grant, client_auth, status, names))
@@ -423,8 +644,11 @@ class IndependentServer:
             return 405, {"Allow": "POST", "Content-Type": "application/json"}, json.dumps(
                 {"error": "invalid_request", "error_description": f"{method} is not allowed"}
             ).encode(), None
-        if path not in (TOKEN_PATH, REVOKE_PATH):
+        if path not in (TOKEN_PATH, REVOKE_PATH, DEVICE_PATH):
             return 404, {"Content-Type": "application/json"}, b'{"error": "not_found"}', None
+        if path == DEVICE_PATH:
+            status, out, payload = self._device_authorization(body.decode("utf-8", "replace"), headers)
+            return status, out, payload, self._state.last_client_auth
         uri = self.url + path
         text = body.decode("utf-8", "replace")
         with self._state.lock:  # oauthlib's endpoint and the validator serve one request at a time
@@ -441,6 +665,76 @@ class IndependentServer:
         result_headers = {str(k): str(v) for k, v in (out_headers or {}).items()}
         result_headers.setdefault("Content-Type", "application/json")
         return int(status), result_headers, (out_body or "").encode("utf-8"), client_auth
+
+    def _device_authorization(self, body: str, headers: Mapping[str, str]) -> tuple[
+            int, dict[str, str], bytes]:
+        """RFC 8628 section 3.1-3.2 through oauthlib's DeviceAuthorizationEndpoint."""
+        endpoint = DeviceAuthorizationEndpoint(
+            self._endpoint.request_validator, verification_uri=self.url + VERIFY_PATH,
+            expires_in=self.device_expires_in, interval=self.device_interval,
+            verification_uri_complete=self.url + VERIFY_PATH + "?user_code={user_code}",
+        )
+        with self._state.lock:
+            self._state.last_client_auth = None
+            out_headers, data, status = endpoint.create_device_authorization_response(
+                self.url + DEVICE_PATH, http_method="POST", body=body, headers=dict(headers)
+            )
+            if status == 200 and isinstance(data, dict):
+                scopes = str(data.get("scope") or "").split()
+                self._state.devices[data["device_code"]] = _Device(
+                    self._endpoint_client_id(body), data["user_code"], scopes)
+        payload = data if isinstance(data, str) else json.dumps(data)
+        return int(status), {"Content-Type": "application/json", "Cache-Control": "no-store",
+                             **{str(k): str(v) for k, v in (out_headers or {}).items()}}, payload.encode()
+
+    @staticmethod
+    def _endpoint_client_id(body: str) -> str:
+        return dict(parse_qsl(body)).get("client_id", "")
+
+    def _get(self, path: str, query: str, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if path == AUTHORIZE_PATH:
+            return self._authorize(query, headers)
+        wanted = RFC8414_PATH if self.metadata_at == "rfc8414" else OIDC_PATH
+        if path != wanted:
+            return 404, {"Content-Type": "application/json"}, b'{"error": "not_found"}'
+        claims = {
+            "issuer": self.metadata_issuer or self.issuer,
+            "token_endpoint": self.token_url,
+            "authorization_endpoint": self.authorize_url,
+            "revocation_endpoint": self.revoke_url,
+            "device_authorization_endpoint": self.device_url,
+            "grant_types_supported": list(GRANTS),
+            "token_endpoint_auth_methods_supported": list(self.metadata_auth_methods),
+        }
+        out_headers, out_body, status = MetadataEndpoint(
+            [self._endpoint], claims=claims, raise_errors=False
+        ).create_metadata_response(self.url + path)
+        return int(status), {"Content-Type": "application/json", **{str(k): str(v) for k, v in
+                                                                  out_headers.items()}}, out_body.encode()
+
+    def _authorize(self, query: str, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """The person's browser at the authorization endpoint: auto-approve (or deny) and redirect."""
+        uri = self.authorize_url + "?" + query
+        with self._state.lock:
+            try:
+                scopes, info = self._endpoint.validate_authorization_request(uri, headers=dict(headers))
+            except OAuth2Error as exc:  # no redirect to an unverified redirect_uri (RFC 6749 4.1.2.1)
+                return exc.status_code, {"Content-Type": "application/json"}, exc.json.encode()
+            if self.deny_authorization:
+                target = info["redirect_uri"] + "?" + "&".join(
+                    f"{k}={v}" for k, v in (
+                        ("error", "access_denied"),
+                        ("error_description", "The+user+said+no+%3Cb%3Eloudly%3C%2Fb%3E"),
+                        ("state", info["request"].state or ""),
+                    ))
+                return 302, {"Location": target}, b""
+            out_headers, _, status = self._endpoint.create_authorization_response(
+                uri, headers=dict(headers), scopes=scopes, credentials={"user": self._state.user}
+            )
+        location = str(out_headers["Location"])
+        if self.callback_iss is not None:
+            location += "&iss=" + self.callback_iss
+        return int(status), {"Location": location}, b""
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -480,9 +774,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = self.headers.get("Content-Length")
         body = self.rfile.read(int(length)) if length and length.isdigit() else b""
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         status, headers, payload = self.server.owner.handle(
-            self.command, path, {k: v for k, v in self.headers.items()}, body
+            self.command, path, {k: v for k, v in self.headers.items()}, body, query
         )
         self.send_response(status)
         for name, value in headers.items():

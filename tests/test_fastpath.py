@@ -414,6 +414,8 @@ def test_the_fast_path_imports_only_the_standard_library_and_its_own_modules() -
         (["-c", "x.yaml", "token"], (None, "raw", ["x.yaml"])),
         (["--config=a", "-c", "b", "token", "p", "-c", "c"], ("p", "raw", ["a", "b", "c"])),
         (["-c", "a", "token", "-f", "json", "--config", "b"], (None, "json", ["a", "b"])),
+        # the sign-in flags matter only when a sign-in is needed, never on a cache hit
+        (["token", "dev", "--interactive", "--no-browser"], ("dev", "raw", [])),
     ],
 )
 def test_parse_args_accepts(argv: list[str], expected: tuple[str | None, str, list[str]]) -> None:

@@ -465,7 +465,8 @@ def test_every_error_of_a_file_is_reported_at_once_at_its_place(write: Write) ->
         assert str(issue) == f"{path}:{issue.line}:{issue.column}: {issue.path}: {issue.message}"
     messages = [i.message for i in found]
     assert messages[0] == "'soon' is not of type 'number'"
-    assert messages[1].startswith("unknown key 'bogus'; allowed: allow_insecure_http, client_auth")
+    assert messages[1].startswith(
+        "unknown key 'bogus'; allowed: allow_insecure_http, authorization_url, client_auth")
     assert "clear text" in messages[2]
     assert messages[3] == "unknown dialect 'carrier-pigeon'; known: rfc6749, teamserver"
     assert messages[4] == "unknown secret source 'vault'; known: command, env, file, keyring, prompt"
@@ -648,7 +649,8 @@ def test_unknown_references_and_grant(write: Write) -> None:
     assert [(i.line, i.column, i.message) for i in issues_of(path)] == [
         (9, 15, "unknown server 'x'; known: s"),
         (9, 26, "unknown client 'y'; known: c"),
-        (9, 36, "unknown grant 'implicit'; known: client_credentials, password"),
+        (9, 36, "unknown grant 'implicit'; known: authorization_code, client_credentials, "
+                     "device_code, password, refresh_token"),
     ]
 
 
@@ -837,7 +839,8 @@ def test_config_from_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError) as info:
         config_from_mapping(data, source="app.yaml")
     assert sorted(str(i) for i in info.value.issues) == [  # no file, so no line numbers
-        "app.yaml: $.profiles.p.grant: unknown grant 'magic'; known: client_credentials, password",
+        "app.yaml: $.profiles.p.grant: unknown grant 'magic'; known: authorization_code, "
+        "client_credentials, device_code, password, refresh_token",
         "app.yaml: $.servers.s.timeout: 'soon' is not of type 'number'"]
 
 

@@ -15,7 +15,7 @@ CI = ROOT / ".ci" / "run"
 
 # The commands DESIGN.md section 2 names (the design document is not shipped with the package).
 DESIGN_COMMANDS = ("token", "validate", "profiles", "status", "logout", "exec", "schema",
-                   "plugins", "demo", "completion")
+                   "plugins", "demo", "completion", "login")
 
 
 def section(markdown: str, heading: str) -> str:

@@ -73,11 +73,14 @@ def test_every_key_the_loader_reads_is_in_the_schema(schema_text: str) -> None:
     defs = json.loads(schema_text)["$defs"]
     assert set(defs["server"]["properties"]) == {
         "token_url", "dialect", "client_auth", "revoke_url", "timeout", "retries", "verify",
-        "allow_insecure_http", "headers"}
+        "allow_insecure_http", "headers", "issuer", "authorization_url", "device_authorization_url"}
     assert set(defs["client"]["properties"]) == {"client_id", "client_secret"}
     assert set(defs["profile"]["properties"]) == {
         "extends", "abstract", "description", "server", "client", "grant", "username",
-        "password", "scope", "store", "refresh_margin", "default_lifetime", "params", "token_placement"}
+        "password", "scope", "store", "refresh_margin", "default_lifetime", "params",
+        "token_placement",
+        # the interactive grants' keys (issue 10)
+        "redirect_uri", "login_timeout", "browser", "authorize_params", "refresh_token"}
 
 
 def test_the_schema_file_describes_every_builtin_grant_key_as_the_grant_does(
@@ -151,7 +154,8 @@ def test_printed_schema_has_sources_and_dialects(printed: dict[str, Any]) -> Non
     assert by_name["env"]["env"]["type"] == "string"
     assert by_name["keyring"]["keyring"]["required"] == ["service"]
     assert defs["server"]["properties"]["dialect"]["enum"] == ["rfc6749", "teamserver"]
-    assert defs["profile"]["properties"]["grant"]["enum"] == ["client_credentials", "password"]
+    assert defs["profile"]["properties"]["grant"]["enum"] == [
+        "authorization_code", "client_credentials", "device_code", "password", "refresh_token"]
 
 
 def test_printed_schema_documents_every_property(printed: dict[str, Any]) -> None:

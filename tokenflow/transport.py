@@ -364,7 +364,7 @@ class Transport:
 
             # urllib3 would warn on every request; say it once, for this server's host only
             # (the embedding application's own unverified requests keep their warnings)
-            parsed = parse_server_url(server.token_url)
+            parsed = parse_server_url(server.token_url or server.issuer or "")
             host = re.escape("" if isinstance(parsed, str) else parsed.host)
             warnings.filterwarnings("ignore", f".*host '{host}'", urllib3.exceptions.InsecureRequestWarning)
             log.warning("TLS verification is off for server %r: anyone on the network path "

@@ -239,6 +239,16 @@ _HELP: dict[str, tuple[str, str, str]] = {
         "  eval \"$(tokenflow token prod --format env)\"\n"
         "  TOKENFLOW_PROFILE=prod tokenflow token -f json\n",
     ),
+    "login": (
+        "sign in now (whatever is cached) and store the token",
+        "Run PROFILE's grant now, whatever is cached, and store the token it gets. For a\n"
+        "browser sign-in (grant: authorization_code) the URL is always printed on stderr too;\n"
+        "--no-browser only prints it. For grant: device_code the code and the page to enter it\n"
+        "on are printed. Later `tokenflow token` calls are served from the cache and refreshed.",
+        "examples:\n"
+        "  tokenflow login dev\n"
+        "  tokenflow login dev --no-browser      # on a machine without a browser\n",
+    ),
     "validate": (
         "check config files; print every error with file:line:col",
         "Check config files (default: the discovery order) and print every problem at once,\n"
@@ -379,6 +389,11 @@ def _parser() -> argparse.ArgumentParser:
     for option in TOKEN.options:
         _add_option(token, option)
 
+    login = command("login")
+    profile_argument(login, "profile name (default: $TOKENFLOW_PROFILE, else the only profile)")
+    login.add_argument("--no-browser", action="store_true",
+                       help="print the sign-in URL without trying to open a browser")
+
     validate = command("validate")
     validate.add_argument("paths", nargs="*", metavar="PATH", help="files or directories "
                           "(default: -c, else the discovery order)")
@@ -499,8 +514,14 @@ def _sources(ns: argparse.Namespace) -> list[str]:
     return locations.config_sources(ns.config or [])
 
 
-def _session(config: Tokenflow, name: str | None) -> TokenSession:
-    """``config.session(name)``, with "did you mean" and a capped list for an unknown name."""
+def _session(config: Tokenflow, name: str | None, *, interactive: bool | None = None,
+             no_browser: bool = False) -> TokenSession:
+    """``config.session(name)``, with "did you mean" and a capped list for an unknown name.
+
+    *interactive* says whether a person can answer a sign-in (browser, device code): the
+    session is then a private one that may run an interactive grant; *no_browser* makes the
+    authorization-code grant print its URL without opening a browser.
+    """
     from tokenflow.errors import ConfigError, did_you_mean
 
     origin = ""
@@ -513,7 +534,11 @@ def _session(config: Tokenflow, name: str | None) -> TokenSession:
     if name is not None and name not in config.profiles and name not in config.abstract_profiles:
         raise ConfigError(f"unknown profile {name!r}{origin}" + did_you_mean(
             name, config.profiles, noun="profiles", listing="tokenflow profiles"))
-    return config.session(name)
+    if no_browser:
+        os.environ["TOKENFLOW_NO_BROWSER"] = "1"  # read by the authorization_code grant
+    if interactive is None:
+        return config.session(name)
+    return config.session(name, interactive=interactive)
 
 
 def _watching(config: Tokenflow, session: TokenSession, what: str) -> AbstractContextManager[None]:
@@ -525,18 +550,44 @@ def _watching(config: Tokenflow, session: TokenSession, what: str) -> AbstractCo
 # -- commands ------------------------------------------------------------------------------------
 def cmd_token(ns: argparse.Namespace) -> int:
     import time
+    from contextlib import nullcontext
 
     from tokenflow.base.output import render
     from tokenflow.cli.index_writer import write_index
 
     config = _load(ns, watch=True)
-    session = _session(config, ns.profile)
-    with _watching(config, session, "token endpoint"):
+    # a person can answer a sign-in when stderr is a terminal: kubectl runs exec plugins with
+    # stdin redirected but stderr on the terminal, and the prompt goes to stderr
+    session = _session(config, ns.profile, interactive=ns.interactive or _stderr_is_terminal(),
+                       no_browser=ns.no_browser)
+    waits_for_a_person = config.plugins.grant(session.profile.grant).grant.interactive
+    with nullcontext() if waits_for_a_person else _watching(config, session, "token endpoint"):
         token = session.force_refresh() if ns.force_refresh else session.token()
     write_index(config, _sources(ns), served=session.profile.name)
     _out(render(ns.format, token.access_token, token.token_type, token.expires_at,
                             token.scope, time.time()))
     return EXIT_OK
+
+
+def cmd_login(ns: argparse.Namespace) -> int:
+    from tokenflow.base.output import iso_utc
+    from tokenflow.cli.index_writer import write_index
+
+    config = _load(ns)
+    session = _session(config, ns.profile, interactive=True,  # asked for: a person is there
+                       no_browser=ns.no_browser)
+    token = session.login()
+    write_index(config, _sources(ns))
+    sys.stderr.write(f"tokenflow: {session.profile.name}: signed in; token stored "
+                     f"(expires {iso_utc(token.expires_at)})\n")
+    return EXIT_OK
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def cmd_validate(ns: argparse.Namespace) -> int:
@@ -722,6 +773,7 @@ def cmd_completion(ns: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "token": cmd_token,
+    "login": cmd_login,
     "validate": cmd_validate,
     "profiles": cmd_profiles,
     "status": cmd_status,

@@ -82,7 +82,8 @@ class _Line:
     """The state of one wait and the thread that draws it."""
 
     def __init__(self, what: str, profile: Profile) -> None:
-        host = urlsplit(profile.server.token_url).hostname or profile.server.name
+        url = profile.server.token_url or profile.server.issuer or ""
+        host = urlsplit(url).hostname or profile.server.name
         self.label = f"waiting for the {what} at {host} (profile {profile.name})"
         self.retries = profile.server.retries
         self.attempt = 0

@@ -457,6 +457,9 @@ def _describe(doc: Document, error: Any, base: JsonPath) -> ConfigIssue:
     if validator == "oneOf" and error.schema.get("description"):
         return doc.issue(path, f"expected {error.schema['description'][0].lower()}"
                                f"{error.schema['description'][1:]}")
+    if validator == "anyOf" and all(set(option) == {"required"} for option in error.validator_value):
+        choices = " or ".join(name for option in error.validator_value for name in option["required"])
+        return doc.issue(path, f"needs {choices}", key=True)
     if validator == "pattern" and path and path[-1] == "token_url":
         return doc.issue(path, f"{error.instance!r} is not an absolute http(s) URL")
     message = error.message
@@ -645,7 +648,8 @@ class _ModelBuilder:
         insecure_ok = bool(data.get("allow_insecure_http", False))
         from tokenflow.wire import header_problem, parse_server_url
 
-        for key in ("token_url", "revoke_url"):
+        for key in ("token_url", "revoke_url", "issuer", "authorization_url",
+                    "device_authorization_url"):
             url = data.get(key)
             problem = parse_server_url(url) if isinstance(url, str) else None
             if isinstance(problem, str):  # never echo the URL: it may carry a secret
@@ -678,10 +682,13 @@ class _ModelBuilder:
             return None
         return ServerSpec(
             name=entry.name,
-            token_url=data["token_url"],
+            token_url=data.get("token_url"),
             dialect=dialect,
-            client_auth=data.get("client_auth", "basic"),
+            client_auth=data.get("client_auth"),
             revoke_url=data.get("revoke_url"),
+            issuer=data.get("issuer"),
+            authorization_url=data.get("authorization_url"),
+            device_authorization_url=data.get("device_authorization_url"),
             timeout=float(data.get("timeout", DEFAULT_TIMEOUT)),
             retries=int(data.get("retries", DEFAULT_RETRIES)),
             verify=verify,

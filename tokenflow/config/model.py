@@ -51,10 +51,13 @@ class ServerSpec:
     """A token server and how to talk to it."""
 
     name: str
-    token_url: str
+    token_url: str | None  # None: discovered from ``issuer``
     dialect: str = "rfc6749"
-    client_auth: str = "basic"
+    client_auth: str | None = None  # None: from the issuer's metadata, else basic
     revoke_url: str | None = None
+    issuer: str | None = None  # RFC 8414: endpoints not written are discovered from it
+    authorization_url: str | None = None
+    device_authorization_url: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     verify: bool | str = True  # a str is an absolute path to a CA bundle

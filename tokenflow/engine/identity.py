@@ -62,7 +62,8 @@ def cache_key(profile: Profile, identity: Any) -> str:
 
     material = json.dumps(
         [
-            profile.server.token_url,
+            # a discovery-only server is known by its issuer: the key never needs the metadata
+            profile.server.token_url or profile.server.issuer,
             profile.client.client_id,
             profile.grant,
             profile.scope,

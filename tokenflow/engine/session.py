@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenflow.config.model import Profile, SecretSpec
 from tokenflow.engine.aio import AsyncFlight
+from tokenflow.engine.discovery import Discovery
 from tokenflow.engine.identity import cache_key, user_identity
 from tokenflow.engine.placement import QUERY, place
 from tokenflow.errors import (
@@ -188,6 +189,7 @@ class TokenSession:
             store = entry.factory(profile.store.options, self._context(profile.store.base_dir))
         self.store = store
         self._transport: Any = None
+        self._discovery_instance: Discovery | None = None
         # The hot path reads these two without a lock. Writers set the token first and the
         # deadline second, so a reader that sees a deadline in the future sees a token at
         # least as new as the one it belongs to; forgetting only moves the deadline.
@@ -453,10 +455,24 @@ class TokenSession:
 
     def _request(self, params: dict[str, str], previous_refresh_token: str | None,
                  requested_scope: str | None = None) -> Token:
+        try:
+            return self._request_once(params, previous_refresh_token, requested_scope)
+        except TokenRequestError as exc:
+            # a token endpoint taken from the issuer's metadata that is gone: the server may
+            # have moved it; read the metadata again (once per process) and retry if it changed
+            discovery = self._discovery()
+            if exc.status == 404 and discovery.discovered("token") \
+                    and discovery.refresh_after_not_found():
+                return self._request_once(params, previous_refresh_token, requested_scope)
+            raise
+
+    def _request_once(self, params: dict[str, str], previous_refresh_token: str | None,
+                      requested_scope: str | None) -> Token:
         server = self.profile.server
+        discovery = self._discovery()
         request = self._dialect.token_request(
-            server.token_url, params, self.profile.client.client_id, self._client_secret(),
-            server.client_auth,
+            discovery.token_url(), params, self.profile.client.client_id, self._client_secret(),
+            discovery.client_auth(server.client_auth),
         )
         sent_at = self._clock()
         response = self._get_transport().send(request, on_retry=self._on_retry)
@@ -484,6 +500,17 @@ class TokenSession:
 
     def _on_retry(self, why: str) -> None:
         self._emit(EventKind.RETRIED, None, time.perf_counter(), detail=why)
+
+    def _discovery(self) -> Discovery:
+        """The server's endpoints: written in the config, else from its issuer's metadata."""
+        discovery = self._discovery_instance
+        if discovery is None:
+            discovery = self._discovery_instance = Discovery(
+                self.profile.server, self._cache_dir,
+                lambda request: self._get_transport().send(request, on_retry=self._on_retry),
+                clock=self._clock,
+            )
+        return discovery
 
     def _get_transport(self) -> Any:
         if self._transport is None:
@@ -570,11 +597,13 @@ class TokenSession:
 
     def _revoke(self, token: Token, started: float) -> None:
         server = self.profile.server
-        if not server.revoke_url:
+        discovery = self._discovery()
+        revoke_url = discovery.endpoint("revocation")
+        if not revoke_url:
             raise ConfigError(f"server {server.name!r} has no revoke_url; cannot revoke")
         request = self._dialect.revoke_request(
-            server.revoke_url, token, self.profile.client.client_id, self._client_secret(),
-            server.client_auth,
+            revoke_url, token, self.profile.client.client_id, self._client_secret(),
+            discovery.client_auth(server.client_auth),
         )
         response = self._get_transport().send(request)
         if not 200 <= response.status < 300:
@@ -582,7 +611,7 @@ class TokenSession:
 
             error = parse_error_response(response.status, response.body,
                                          response.headers.get("content-type", ""))
-            error.args = (revocation_refused(self.profile.name, server.revoke_url, error),)
+            error.args = (revocation_refused(self.profile.name, revoke_url, error),)
             raise error
         self._emit(EventKind.REVOKED, token, started)
 
@@ -655,7 +684,8 @@ class _SessionGrantContext:
         self.options = profile.grant_options
         self.interactive = session._interactive or session._login is not None
         self.client_id = profile.client.client_id
-        self.issuer: str | None = None
+        self.issuer: str | None = profile.server.issuer
+        self.scope: str | None = profile.scope
 
     def secret(self, key: str) -> str | None:
         spec = self.options.get(key)
@@ -666,8 +696,7 @@ class _SessionGrantContext:
         return self._session._secret(key, spec)
 
     def endpoint(self, name: str) -> str | None:
-        server = self._session.profile.server
-        return {"token": server.token_url, "revocation": server.revoke_url}.get(name)
+        return self._session._discovery().endpoint(name)
 
     def request_token(self, params: Mapping[str, str]) -> Token:
         full = self._session._grant_params(params)
@@ -675,8 +704,15 @@ class _SessionGrantContext:
                                       requested_scope=full.get("scope"))
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        response: HttpResponse = self._session._get_transport().send(
-            request, on_retry=self._session._on_retry)
+        session = self._session
+        response: HttpResponse = session._get_transport().send(request, on_retry=session._on_retry)
+        if response.status == 404:
+            # an endpoint taken from the issuer's metadata that is gone (a device authorization
+            # endpoint, say): read the metadata again, once, and go where it points now
+            moved = session._discovery().moved_after_not_found(request.url)
+            if moved is not None:
+                response = session._get_transport().send(
+                    dataclasses.replace(request, url=moved), on_retry=session._on_retry)
         return response
 
     def clock(self) -> float:
@@ -696,8 +732,13 @@ class _SessionGrantContext:
         if session._login is not None:
             session._login(prompt)
             return
-        lines = [message, *(part for part in (url, user_code and f"code: {user_code}") if part)]
-        sys.stderr.write("".join(f"tokenflow: {line}\n" for line in lines))
+        # the URL alone on its line, so it can be copied (or clicked) whole
+        lines = [f"tokenflow: {message}"]
+        if url:
+            lines.append(url)
+        if user_code and user_code not in message:
+            lines.append(f"tokenflow: code: {user_code}")
+        sys.stderr.write("".join(f"{line}\n" for line in lines))
         sys.stderr.flush()
 
 

@@ -192,6 +192,11 @@ class GrantContext(Protocol):
     @property
     def issuer(self) -> str | None: ...
 
+    @property
+    def scope(self) -> str | None:
+        """The profile's ``scope``: what an authorization or device request asks for (the
+        engine adds it to token requests itself)."""
+
     def secret(self, key: str) -> str | None:
         """The value of a secret option (resolved once per session); ``None`` when not set."""
 

@@ -59,6 +59,9 @@ BUILTIN_PLUGINS: Final[dict[str, str]] = {
     "tokenflow.teamserver": "tokenflow.builtins.teamserver",
     "tokenflow.rfc6749": "tokenflow.builtins.rfc6749",
     "tokenflow.grants": "tokenflow.builtins.grants",
+    "tokenflow.authorization_code": "tokenflow.builtins.authcode",
+    "tokenflow.device_code": "tokenflow.builtins.devicecode",
+    "tokenflow.refresh_token": "tokenflow.builtins.refresh_bootstrap",
     "tokenflow.logging_sink": "tokenflow.builtins.logging_sink",
 }
 # The CLI cannot run without these: the default store of every profile and the default dialect.

@@ -93,6 +93,12 @@ TOKEN = Command(
                     "env: export lines for eval; exec-credential: for kubectl"),
         Option(("--force-refresh",), "force_refresh", action="store_true", default=False,
                fast=False, help="get a new token even if the cached one is fresh"),
+        # these matter only for a sign-in, which a cache hit never needs: the fast path may
+        # answer with them given
+        Option(("--interactive",), "interactive", action="store_true", default=False,
+               help="sign in (browser, device code) when needed even if stderr is not a terminal"),
+        Option(("--no-browser",), "no_browser", action="store_true", default=False,
+               help="print the sign-in URL without trying to open a browser"),
     ),
     ("profile",),
 )
