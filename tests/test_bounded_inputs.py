@@ -26,7 +26,7 @@ from tokenflow.base import boundedread, cachefile
 from tokenflow.builtins.command_source import MAX_OUTPUT_BYTES, resolve_command
 from tokenflow.builtins.file_source import MAX_SECRET_BYTES, resolve_file
 from tokenflow.builtins.file_store import FileStore
-from tokenflow.config.loader import MAX_YAML_ALIASES, MAX_YAML_NODES, parse_document
+from tokenflow.config.yamldoc import MAX_YAML_ALIASES, MAX_YAML_NODES, parse_document
 from tokenflow.errors import CredentialError, StorageError
 from tokenflow.plugins.contracts import PluginContext
 from tokenflow.testing import EmbeddedServer

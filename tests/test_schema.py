@@ -16,7 +16,7 @@ import yaml
 from conftest import run_cli
 
 from tokenflow import ConfigError, load_config
-from tokenflow.config.loader import full_schema, load_schema
+from tokenflow.config.schema import full_schema, load_schema
 from tokenflow.plugins.host import build_plugin_host
 
 ROOT = Path(__file__).resolve().parent.parent

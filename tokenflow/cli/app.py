@@ -728,7 +728,7 @@ def cmd_exec(ns: argparse.Namespace) -> int:
 def cmd_schema(ns: argparse.Namespace) -> int:
     import json
 
-    from tokenflow.config.loader import full_schema
+    from tokenflow.config.schema import full_schema
     from tokenflow.plugins.host import build_plugin_host
 
     _out(json.dumps(full_schema(build_plugin_host()), indent=2) + "\n")
