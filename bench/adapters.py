@@ -8,7 +8,8 @@ sending a fixed ``Authorization`` header. Target (issue 11): tokenflow / fixed <
 The server runs in a process of its own (``bench/server_process.py``), so the client's timings
 do not include waiting for the server's threads. Rounds alternate the two variants, and each
 figure is the median over rounds with the minimum and maximum; the ratio is the ratio of the
-medians. ``run(url, config, rounds, calls)`` returns the figures, for ``bench/run.py``.
+medians. ``run(url, config, rounds, calls)`` returns the figures; ``bench/run.py`` shows them
+as its ``adapters`` row (``adapters_bench.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import tokenflow
-from tokenflow.config.model import Config
+from tokenflow.api import Tokenflow
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,7 +56,7 @@ def server_process() -> Iterator[dict[str, str]]:
 
 
 def config_for(token_url: str, client_id: str, client_secret: str, username: str, password: str,
-               cache_dir: Path) -> Config:
+               cache_dir: Path) -> Tokenflow:
     data = {
         "version": 1,
         "servers": {"ts": {"token_url": token_url, "dialect": "rfc6749", "client_auth": "basic"}},
@@ -75,7 +76,10 @@ def _timed(call: Callable[[], int], calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
-def _clients(url: str, config: Config) -> dict[str, tuple[Callable[[], float], Callable[[], float]]]:
+Measure = Callable[[int], float]  # takes the number of calls, returns seconds per call
+
+
+def _clients(url: str, config: Tokenflow) -> dict[str, tuple[Measure, Measure]]:
     """Per client: (through tokenflow, fixed header) measurers taking ``calls``."""
     import httpx
     import requests
@@ -127,7 +131,7 @@ def _clients(url: str, config: Config) -> dict[str, tuple[Callable[[], float], C
     return out
 
 
-def overheads(url: str, config: Config, calls: int) -> dict[str, float]:
+def overheads(url: str, config: Tokenflow, calls: int) -> dict[str, float]:
     """Seconds each adapter adds to a request in this process, without the network: what the
     latency ratio measures, free of the noise of a loopback round trip on a busy machine."""
     import httpx
@@ -173,8 +177,9 @@ def overheads(url: str, config: Config, calls: int) -> dict[str, float]:
     }
 
 
-def run(url: str, config: Config, rounds: int, calls: int) -> dict[str, dict[str, Any]]:
-    """Figures per client: ``tokenflow`` and ``fixed`` latency (s), their ``ratio``, and the
+def run(url: str, config: Tokenflow, rounds: int, calls: int) -> dict[str, dict[str, Any]]:
+    """Figures per client: ``tokenflow`` and ``fixed`` latency (s; median, min, max and the
+    per-round ``runs``, paired by index), their ``ratio`` (of the medians), and the
     ``overhead`` (s) the adapter adds in-process."""
     results: dict[str, dict[str, Any]] = {}
     added = overheads(url, config, max(calls * 10, 1000))
@@ -187,8 +192,10 @@ def run(url: str, config: Config, rounds: int, calls: int) -> dict[str, dict[str
                 sink.append(measure(calls))
         ratio = statistics.median(ours) / statistics.median(theirs)
         results[name] = {
-            "tokenflow": {"median": statistics.median(ours), "min": min(ours), "max": max(ours)},
-            "fixed": {"median": statistics.median(theirs), "min": min(theirs), "max": max(theirs)},
+            "tokenflow": {"median": statistics.median(ours), "min": min(ours), "max": max(ours),
+                          "runs": ours},
+            "fixed": {"median": statistics.median(theirs), "min": min(theirs), "max": max(theirs),
+                      "runs": theirs},
             "ratio": ratio,
             "overhead": added[name],
         }

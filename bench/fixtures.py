@@ -21,7 +21,7 @@ from typing import Any
 from harness import HERE
 
 import tokenflow
-from tokenflow.config.model import Config
+from tokenflow.api import Tokenflow
 from tokenflow.testing import EmbeddedServer
 
 PROFILE = "prod"
@@ -38,12 +38,14 @@ class ServerInfo:
     password: str
     counts: Callable[[], dict[str, int]]
     reset_counts: Callable[[], None]
+    url: str  # the server's base URL: ``url + "/api/resource"`` is its protected resource
 
     @classmethod
     def of(cls, server: EmbeddedServer) -> ServerInfo:
         client, account = server.default_client, server.default_account
         return cls(server.token_url, client.client_id, client.secret, account.username,
-                   account.password, lambda: dict(server.counts), server.reset_counts)
+                   account.password, lambda: dict(server.counts), server.reset_counts,
+                   server.url)
 
 
 @contextlib.contextmanager
@@ -71,7 +73,7 @@ def server_process() -> Iterator[ServerInfo]:
     try:
         hello = json.loads(stdout.readline())
         yield ServerInfo(hello["token_url"], hello["client_id"], hello["client_secret"],
-                         hello["username"], hello["password"], counts, reset)
+                         hello["username"], hello["password"], counts, reset, hello["url"])
     finally:
         with contextlib.suppress(OSError):
             stdin.write("quit\n")
@@ -108,7 +110,7 @@ def config_text(server: ServerInfo, *, dialect: str, store: str = "file") -> str
 
 
 def mapping_config(server: ServerInfo, dialect: str, cache_dir: Path,
-                   store: Any = "memory") -> Config:
+                   store: Any = "memory") -> Tokenflow:
     """The same profile built in-process (``rfc6749`` dialect: POST with HTTP Basic)."""
     data = {
         "version": 1,

@@ -11,10 +11,9 @@ saw (must be 1) and the time until every caller had the new token. Figures are t
 the repeats with the minimum and maximum, as in ``bench/run.py``; the exit status is 1 when a
 repeat saw more than one request.
 
-To add it to the suite: call :func:`bench_fleet` from ``bench/run.py`` and turn its dict into a
-``Result`` row (``requests`` -> "token requests seen by the server", ``ms`` -> "time until
-every caller has its token", target ``max(requests) == 1``). Needs ``tokenflow[redis]`` and
-``redis-server`` on PATH; skipped with a note otherwise.
+``bench/run.py`` shows it as its ``fleet`` row (``fleet_bench.py`` turns the dict of
+:func:`bench_fleet` into a ``Result``). Needs ``tokenflow[redis]`` and ``redis-server`` on PATH;
+skipped with a note otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +33,17 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PROFILE = "prod"
+
+
+def unavailable() -> str | None:
+    """Why the benchmark cannot run here (the ``redis`` package or ``redis-server`` missing)."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return "the redis package is not installed (pip install 'tokenflow[redis]')"
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (not on PATH)"
+    return None
 
 
 def _start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -158,7 +168,7 @@ def bench_fleet(hosts: int, threads: int, repeats: int, work: Path) -> dict[str,
         redis_proc.wait(timeout=10)
         shutil.rmtree(redis_dir, ignore_errors=True)
     return {"hosts": hosts, "threads_per_host": threads, "requests": requests,
-            "ms": _summary(elapsed)}
+            "ms": _summary(elapsed), "ms_per_repeat": elapsed}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,13 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.hosts, args.threads, args.repeats = 2, 4, 1
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        print("fleet: skipped (pip install 'tokenflow[redis]')")
-        return 0
-    if shutil.which("redis-server") is None:
-        print("fleet: skipped (redis-server is not installed)")
+    reason = unavailable()
+    if reason is not None:
+        print(f"fleet: skipped ({reason})")
         return 0
     with tempfile.TemporaryDirectory(prefix="tokenflow-fleet-") as work:
         result = bench_fleet(args.hosts, args.threads, args.repeats, Path(work))

@@ -49,6 +49,11 @@ class Settings:
     scale_sizes: tuple[int, ...]
     scale_repeats: int
     scale_cold_runs: int
+    adapter_rounds: int
+    adapter_calls: int
+    fleet_hosts: int
+    fleet_threads: int
+    fleet_repeats: int
 
     @classmethod
     def make(cls, smoke: bool, processes: int | None, threads: int | None) -> Settings:
@@ -58,13 +63,15 @@ class Settings:
                        http_rounds=2, http_calls=5, http_warmups=2, many_token_files=10_000,
                        stampede_processes=processes or 2, stampede_threads=threads or 4,
                        stampede_repeats=1, scale_sizes=(1, 100, 1000), scale_repeats=1,
-                       scale_cold_runs=1)
+                       scale_cold_runs=1, adapter_rounds=2, adapter_calls=20,
+                       fleet_hosts=2, fleet_threads=4, fleet_repeats=1)
         return cls(False, cli_runs=30, cli_warmups=3, cli_rss_runs=10, renewal_runs=15,
                    hot_calls=1_000_000, hot_repeats=7,
                    http_rounds=7, http_calls=200, http_warmups=20, many_token_files=10_000,
                    stampede_processes=processes or 8, stampede_threads=threads or 32,
                    stampede_repeats=5, scale_sizes=(1, 100, 1000), scale_repeats=7,
-                   scale_cold_runs=3)
+                   scale_cold_runs=3, adapter_rounds=21, adapter_calls=100,
+                   fleet_hosts=4, fleet_threads=16, fleet_repeats=5)
 
 
 # -- statistics ----------------------------------------------------------------------------------
@@ -186,7 +193,8 @@ def machine() -> dict[str, Any]:
         "loadavg_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "tokenflow": tokenflow.__version__,
         "peers": {name: peer_version(name) for name in
-                  ("requests-oauthlib", "oauthlib", "Authlib", "requests", "urllib3", "filelock")},
+                  ("requests-oauthlib", "oauthlib", "Authlib", "requests", "httpx", "urllib3",
+                   "filelock", "redis")},
     }
 
 

@@ -22,6 +22,14 @@ runs, in this order (each in its own module of ``bench/``):
     beside the same harness with a fresh token.
 ``profiles-scale`` (``scale_bench.py``)
     ``load_config`` (parse + validate) of generated configs of 1, 100 and 1,000 profiles.
+``adapters`` (``adapters_bench.py``, the measuring in ``adapters.py``)
+    a GET of the server's protected resource through each adapter (requests, httpx sync and
+    async, urllib3 with ``session.apply``) with a fresh token, beside the same client sending a
+    fixed ``Authorization`` header: <= 1.05x it.
+``fleet`` (``fleet_bench.py``, the measuring in ``fleet.py``)
+    H hosts x T threads at the moment a token shared through the redis store must be refreshed,
+    against a ``redis-server`` of its own: token requests (must be 1) and the time until every
+    caller has the new token. Skipped with a note without ``redis-server`` or the redis package.
 
 ``harness.py`` holds the settings, figures, targets and the table; ``children.py`` runs and
 times child processes; ``memory.py`` measures their peak RSS; ``fixtures.py`` the servers and
@@ -48,8 +56,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however run
 
+from adapters_bench import bench_adapters
 from cli_bench import bench_cli_cached, bench_cli_profiles, bench_cli_renewal
 from fixtures import server_process
+from fleet_bench import bench_fleet
 from harness import (
     Result,
     Settings,
@@ -68,7 +78,7 @@ from stampede_bench import bench_stampede
 from tokenflow.testing import EmbeddedServer
 
 BENCHMARKS = ("cli-cached", "cli-profiles", "cli-renewal", "hot-path", "fetch", "refresh",
-              "stampede", "profiles-scale")
+              "stampede", "profiles-scale", "adapters", "fleet")
 
 
 def _http(name: str) -> Callable[[EmbeddedServer, Settings, Path], Result]:
@@ -98,6 +108,8 @@ RUNNERS: dict[str, Callable[[EmbeddedServer, Settings, Path], Result]] = {
     "refresh": _http("refresh"),
     "stampede": bench_stampede,
     "profiles-scale": bench_profiles_scale,
+    "adapters": bench_adapters,
+    "fleet": bench_fleet,
 }
 
 

@@ -156,4 +156,4 @@ def _check_stampede(reports: list[dict[str, Any]], seeded: str, callers: int) ->
         raise RuntimeError("a caller was handed the expiring token instead of the new one")
     if len(prints) != 1:
         raise RuntimeError(f"callers got {len(prints)} different tokens")
-    return max(done)
+    return float(max(done))
