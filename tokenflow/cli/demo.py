@@ -1,4 +1,5 @@
-"""``tokenflow demo``: the token life cycle against the embedded server, in a few seconds.
+"""``tokenflow demo``: the token life cycle against the embedded server, in a few seconds:
+fetch, cache hit, refresh, re-authentication, revocation, and a device-code sign-in.
 
 The demo runs a real HTTP server on a loopback port and a real file store in a temporary
 directory; only time is simulated (one clock shared by server and client), so an hour-long
@@ -49,13 +50,14 @@ def _say(text: str) -> None:
 def run_demo(fast: bool = False) -> int:
     """Walk through fetch, cache hit, refresh and re-authentication; 0 when all went as shown."""
     from tokenflow.api import config_from_mapping
+    from tokenflow.engine.session import LoginPrompt
     from tokenflow.plugins.host import build_plugin_host
     from tokenflow.testing import EmbeddedServer
 
     pause = 0.0 if fast else 0.6
     clock = _Clock()
     narrator = _Narrator()
-    with EmbeddedServer(access_token_lifetime=3600, clock=clock) as server, \
+    with EmbeddedServer(access_token_lifetime=3600, clock=clock, device_poll_interval=1) as server, \
             tempfile.TemporaryDirectory(prefix="tokenflow-demo-") as cache:
         _say(f"Embedded Team Server-style token endpoint at {server.token_url}")
         data = {
@@ -67,8 +69,14 @@ def run_demo(fast: bool = False) -> int:
             "profiles": {"demo": {"server": "demo", "client": "er-studio", "grant": "password",
                                   "username": server.default_account.username,
                                   "password": server.default_account.password,
-                                  "scope": "read write", "refresh_margin": 60}},
+                                  "scope": "read write", "refresh_margin": 60},
+                         # a person at a terminal: the device grant (RFC 8628), a public
+                         # client, endpoints discovered from the issuer (RFC 8414)
+                         "tv": {"server": "signin", "client": "cli", "grant": "device_code",
+                                "scope": "read"}},
         }
+        data["servers"]["signin"] = {"issuer": server.issuer}  # type: ignore[index]
+        data["clients"]["cli"] = {"client_id": server.default_public_client_id}  # type: ignore[index]
         config = config_from_mapping(data, source="demo", cache_dir=cache,
                                      plugins=build_plugin_host([narrator]))
         session = config.session("demo", clock=clock)
@@ -105,11 +113,33 @@ def run_demo(fast: bool = False) -> int:
         session.logout(revoke=True)
         valid = server.is_valid_access_token(token.access_token)
         _say(f"    server still accepts the token: {valid}")
+
+        time.sleep(pause)
+        _say("")
+        _say("7. Signing in as a person with a device code (endpoints discovered from the issuer):")
+
+        approved: list[str] = []
+
+        def approve(prompt: LoginPrompt) -> None:
+            _say(f"    tokenflow says: {prompt.message}" + (f" {prompt.url}" if prompt.url else ""))
+            if prompt.user_code and not approved:  # the person approves on another device
+                approved.append(server.approve_device(prompt.user_code).user_code)
+                _say(f"    (the demo enters {prompt.user_code} and approves, as that person would)")
+
+        def wait(seconds: float) -> None:  # polls at the server's interval, on the demo's clock
+            clock.offset += seconds
+
+        device = config.session("tv", clock=clock, sleep=wait, login=approve, interactive=True)
+        signed_in = device.token()
+        _say(f"    token {signed_in.fingerprint} for profile tv; device polls: "
+             f"{server.counts['device_code']}; a second call is served from memory: "
+             f"{device.token().fingerprint == signed_in.fingerprint}")
         config.close()
     expected = [EventKind.FETCHED, EventKind.REFRESHED, EventKind.REFRESH_REJECTED,
-                EventKind.REAUTHENTICATED]
+                EventKind.REAUTHENTICATED, EventKind.LOGIN_REQUIRED]
     ok = all(kind in narrator.seen for kind in expected) and not valid
     _say("")
-    _say("Demo complete: fetch, cache hit, refresh and re-authentication all worked." if ok
+    _say("Demo complete: fetch, cache hit, refresh, re-authentication and a device sign-in "
+         "all worked." if ok
          else "Demo finished, but not every step behaved as expected.")
     return 0 if ok else 1
