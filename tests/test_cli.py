@@ -388,7 +388,8 @@ def test_plugins_lists_builtins_required_and_blocked() -> None:
 def test_demo_fast() -> None:
     result = run_cli("demo", "--fast", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    for word in ("fetched", "refreshed", "refresh_rejected", "reauthenticated", "Demo complete"):
+    for word in ("fetched", "refreshed", "refresh_rejected", "reauthenticated", "login_required",
+                 "device code", "Demo complete"):
         assert word in result.stdout
 
 
