@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from tokenflow.base import locations
+from tokenflow.config import quickcheck
 from tokenflow.config.model import (
     DEFAULT_LIFETIME,
     DEFAULT_REFRESH_MARGIN,
@@ -330,6 +331,8 @@ def _validator_class() -> Any:
 def _schema_issues(doc: Document, data: Any, schema: Mapping[str, Any],
                    base: JsonPath = ()) -> Iterator[tuple[JsonPath, ConfigIssue]]:
     """Every schema violation in *data* (at *base* in *doc*) with its JSON path."""
+    if quickcheck.conforms(data, schema):
+        return  # certainly valid: jsonschema (the slowest import of a renewal) is not needed
     validator = _validator_class()(schema)
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path: JsonPath = (*base, *error.absolute_path)
