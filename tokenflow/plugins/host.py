@@ -353,6 +353,10 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
 def _load_entry_points(pm: pluggy.PluginManager, origins: dict[str, str]) -> None:
     """Register the ``tokenflow`` entry points (what pluggy's loader does, but a failure names
     the entry point and its distribution, so the user knows what to uninstall or fix)."""
+    from tokenflow.plugins.entry_scan import may_declare
+
+    if not may_declare(ENTRY_POINT_GROUP):
+        return  # certainly none installed: importlib.metadata need not be imported or run
     import importlib.metadata
 
     for dist in importlib.metadata.distributions():
