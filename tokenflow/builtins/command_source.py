@@ -7,7 +7,6 @@ CredentialError that shows the last line of stderr, never stdout (stdout is the 
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 from tokenflow.errors import CredentialError
@@ -44,6 +43,8 @@ def resolve_command(options: Any, context: PluginContext) -> str:
         argv = [str(a) for a in options]
         timeout = DEFAULT_TIMEOUT
     name = argv[0]
+    import subprocess  # here, not at the top: every run registers this plugin, few resolve it
+
     try:
         done = subprocess.run(
             argv,

@@ -5,7 +5,6 @@ Only on a TTY: a script or CI job with no terminal gets a clear error instead of
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import Any
 
@@ -21,6 +20,8 @@ def resolve_prompt(options: Any, context: PluginContext) -> str:
             f"profile {context.profile!r} needs {label!r} typed in, but there is no terminal; "
             "use an env, file, command or keyring source instead"
         )
+    import getpass  # here, not at the top: every run registers this plugin, few resolve it
+
     try:
         return getpass.getpass(f"{label} for {context.profile}: ")
     except EOFError:
