@@ -69,6 +69,12 @@ ENTRY_POINT_GROUP: Final = "tokenflow"
 
 @dataclass(frozen=True, slots=True)
 class StoreEntry:
+    """A registered token store: its factory, its options schema and the plugin that gave it.
+
+    (Every entry class here has a docstring: without one, ``dataclass`` computes a signature
+    with ``inspect`` for ``__doc__``, a cost every CLI run that loads a config would pay.)
+    """
+
     name: str
     factory: StoreFactory
     options_schema: Mapping[str, Any] | None
@@ -77,6 +83,9 @@ class StoreEntry:
 
 @dataclass(frozen=True, slots=True)
 class SourceEntry:
+    """A registered secret source: its resolver, options schema and what it may enter the cache
+    key by value (``cache_key_safe``, with the files and variables it ``watch``es)."""
+
     name: str
     resolver: SecretResolver
     options_schema: Mapping[str, Any] | None
@@ -87,6 +96,8 @@ class SourceEntry:
 
 @dataclass(frozen=True, slots=True)
 class DialectEntry:
+    """A registered dialect and the plugin that gave it."""
+
     name: str
     dialect: Dialect
     plugin: str
@@ -94,6 +105,8 @@ class DialectEntry:
 
 @dataclass(frozen=True, slots=True)
 class GrantEntry:
+    """A registered grant, the JSON Schema of its profile keys and the plugin that gave it."""
+
     name: str
     grant: Grant
     options_schema: Mapping[str, Any] | None
