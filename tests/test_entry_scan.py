@@ -8,14 +8,36 @@ search path, and :func:`~tokenflow.plugins.entry_scan.may_declare` is compared w
 from __future__ import annotations
 
 import importlib.metadata
+import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tokenflow.plugins.entry_scan import may_declare
 
 GROUP = "tokenflow"
+
+
+@pytest.fixture(autouse=True)
+def standard_meta_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interpreter's own way of finding distributions, whatever the test run imported.
+
+    The ``importlib_metadata`` backport (which keyring imports on Python < 3.12) appends its own
+    finder and deletes ``find_distributions`` from the standard path finder; with it in place
+    the scan rightly defers to importlib.metadata (a finder of its own has its own test).
+    """
+    from importlib.machinery import PathFinder
+
+    def find_distributions(*args: Any, **kwargs: Any) -> Any:  # as Python 3.11 defines it
+        return importlib.metadata.MetadataPathFinder.find_distributions(*args, **kwargs)
+
+    monkeypatch.setattr(PathFinder, "find_distributions", staticmethod(find_distributions),
+                        raising=False)
+    kept = [finder for finder in sys.meta_path
+            if getattr(finder, "find_distributions", None) is None]
+    monkeypatch.setattr(sys, "meta_path", [*kept, PathFinder])
 
 
 def importlib_finds(site: Path, group: str = GROUP) -> bool:
@@ -96,7 +118,7 @@ def test_a_distribution_finder_on_the_meta_path_is_left_to_importlib_metadata(
             return []
 
     assert may_declare(GROUP, [str(tmp_path)]) is False
-    monkeypatch.setattr("sys.meta_path", [*__import__("sys").meta_path, Finder()])
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder()])
     assert may_declare(GROUP, [str(tmp_path)]) is True
 
 

@@ -31,7 +31,7 @@ def may_declare(group: str, path: Sequence[object] | None = None) -> bool:
 
     for finder in sys.meta_path:
         if finder is not PathFinder and getattr(finder, "find_distributions", None) is not None:
-            return True  # another source of distributions
+            return True  # another source of distributions (the importlib_metadata backport's...)
     for entry in sys.path if path is None else path:
         if not isinstance(entry, str):
             return True
