@@ -97,7 +97,8 @@ def _report_bug(exc: BaseException) -> int:
 
 
 # -- argument parsing ----------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``only="token"`` just the ``token`` command (see :func:`_run`)."""
     import argparse
 
     from tokenflow import __version__
@@ -122,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="raw (default), json, header, env or exec-credential (kubectl)")
     token.add_argument("--force-refresh", action="store_true",
                        help="get a new token even if the cached one is fresh")
+    if only == "token":
+        return parser  # a renewal needs no other sub-parser: building all of them costs ~2 ms
 
     validate = sub.add_parser("validate", parents=[common],
                               help="check config files; print every error with file:line:col")
@@ -155,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(argv: list[str]) -> int:
-    parser = _parser()
+    # "token" first: argparse can only pick that sub-parser, so the others need not exist
+    parser = _parser("token" if argv and argv[0] == "token" else None)
     command: list[str] = []
     if argv and argv[0] == "exec" and "--" in argv:
         # the child's argv is everything after the first "--", options and all
