@@ -8,7 +8,6 @@ Ctrl-D at the prompt ends the prompt's line first, so what follows starts on a l
 from __future__ import annotations
 
 import contextlib
-import getpass
 import sys
 from typing import Any
 
@@ -39,6 +38,8 @@ def resolve_prompt(options: Any, context: PluginContext) -> str:
             f"profile {context.profile!r} needs {label!r} typed in, but there is no terminal; "
             "use an env, file, command or keyring source instead"
         )
+    import getpass  # here, not at the top: every run registers this plugin, few resolve it
+
     for _ in range(MAX_ASKS):
         try:
             answer = getpass.getpass(f"{label} for {context.profile}: ")

@@ -354,7 +354,9 @@ def _env_var_name(value: str) -> str:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``only="token"`` just the ``token`` command: a renewal need not
+    build the other sub-parsers (about 2 ms), and argparse can only pick that one anyway."""
     import argparse
 
     from tokenflow import __version__
@@ -388,6 +390,8 @@ def _parser() -> argparse.ArgumentParser:
     profile_argument(token, "profile name (default: $TOKENFLOW_PROFILE, else the only profile)")
     for option in TOKEN.options:
         _add_option(token, option)
+    if only == "token":
+        return parser
 
     login = command("login")
     profile_argument(login, "profile name (default: $TOKENFLOW_PROFILE, else the only profile)")
@@ -459,7 +463,7 @@ def _run(argv: list[str]) -> int:
         _err("usage: tokenflow [-h] [-c PATH] [-v] [--version] COMMAND ...\n")
         _error(unknown)
         return EXIT_USAGE
-    parser = _parser()
+    parser = _parser("token" if where is not None and argv[where] == "token" else None)
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exit_:

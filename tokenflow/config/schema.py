@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tokenflow.config import quickcheck
 from tokenflow.config.yamldoc import Document, JsonPath
 from tokenflow.errors import ConfigIssue
 from tokenflow.plugins.host import PluginHost
@@ -88,6 +89,8 @@ def _validator_class() -> Any:
 def schema_issues(doc: Document, data: Any, schema: Mapping[str, Any],
                    base: JsonPath = ()) -> Iterator[tuple[JsonPath, ConfigIssue]]:
     """Every schema violation in *data* (at *base* in *doc*) with its JSON path."""
+    if quickcheck.conforms(data, schema):
+        return  # certainly valid: jsonschema (the slowest import of a renewal) is not needed
     validator = _validator_class()(schema)
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path: JsonPath = (*base, *error.absolute_path)

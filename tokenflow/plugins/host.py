@@ -73,6 +73,12 @@ ENTRY_POINT_GROUP: Final = "tokenflow"
 
 @dataclass(frozen=True, slots=True)
 class StoreEntry:
+    """A registered token store: its factory, its options schema and the plugin that gave it.
+
+    (Every entry class here has a docstring: without one, ``dataclass`` computes a signature
+    with ``inspect`` for ``__doc__``, a cost every CLI run that loads a config would pay.)
+    """
+
     name: str
     factory: StoreFactory
     options_schema: Mapping[str, Any] | None
@@ -81,6 +87,9 @@ class StoreEntry:
 
 @dataclass(frozen=True, slots=True)
 class SourceEntry:
+    """A registered secret source: its resolver, options schema and what it may enter the cache
+    key by value (``cache_key_safe``, with the files and variables it ``watch``es)."""
+
     name: str
     resolver: SecretResolver
     options_schema: Mapping[str, Any] | None
@@ -91,6 +100,8 @@ class SourceEntry:
 
 @dataclass(frozen=True, slots=True)
 class DialectEntry:
+    """A registered dialect and the plugin that gave it."""
+
     name: str
     dialect: Dialect
     plugin: str
@@ -98,6 +109,8 @@ class DialectEntry:
 
 @dataclass(frozen=True, slots=True)
 class GrantEntry:
+    """A registered grant, the JSON Schema of its profile keys and the plugin that gave it."""
+
     name: str
     grant: Grant
     options_schema: Mapping[str, Any] | None
@@ -357,6 +370,10 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
 def _load_entry_points(pm: pluggy.PluginManager, origins: dict[str, str]) -> None:
     """Register the ``tokenflow`` entry points (what pluggy's loader does, but a failure names
     the entry point and its distribution, so the user knows what to uninstall or fix)."""
+    from tokenflow.plugins.entry_scan import may_declare
+
+    if not may_declare(ENTRY_POINT_GROUP):
+        return  # certainly none installed: importlib.metadata need not be imported or run
     import importlib.metadata
 
     for dist in importlib.metadata.distributions():
