@@ -43,6 +43,14 @@ class Seen:
     status: int
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that drops its connection (a test that is done) is not an error worth a
+    traceback on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 class ResourceServer:
     """``ThreadingHTTPServer`` on 127.0.0.1 guarding ``/api/things`` with the issuer's tokens.
 
@@ -59,7 +67,7 @@ class ResourceServer:
         self.pad_401 = 0  # extra bytes in a 401's body
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         cast(Any, self._httpd).owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
