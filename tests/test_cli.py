@@ -1078,6 +1078,24 @@ def test_a_slow_request_shows_one_updating_line_on_a_terminal(
     assert "\n" not in text.replace("\r\n", "")  # one line, rewritten in place
 
 
+def test_the_progress_line_counts_down_to_the_next_try(
+    tokenflow_server_factory: ServerFactory, write_config: WriteConfig
+) -> None:
+    from tokenflow.testing import ScriptedResponse
+
+    slow = tokenflow_server_factory(latency=1.2)
+    slow.script(ScriptedResponse(503, {"Content-Type": "text/plain", "Retry-After": "3"}, b"busy"))
+    path = write_config(profile_yaml(slow, extra_server={"retries": 2}))
+    code, out, terminal = _stderr_on_a_terminal(["token", "prod", "-c", str(path)])
+    assert code == 0, terminal
+    assert slow.is_valid_access_token(out.strip())
+    text = terminal.decode()
+    # the server asked for 3 s: the line says when the next try comes, and counts down
+    assert "retry 1 of 2 (HTTP 503), next try in 3 s" in text or \
+        "retry 1 of 2 (HTTP 503), next try in 2 s" in text, text
+    assert "next try in 1 s" in text, text
+
+
 def test_no_progress_line_without_a_terminal(
     tokenflow_server_factory: ServerFactory, write_config: WriteConfig
 ) -> None:

@@ -42,6 +42,8 @@ class TokenEvent:
     :param duration: seconds the operation took (0 where it has no duration).
     :param error: the OAuth ``error`` code or a short error class name, for failures.
     :param detail: a short human-readable note (never a secret).
+    :param retry_in: for ``retried``: seconds until the next try (the server's ``Retry-After``,
+        else the backoff).
     """
 
     kind: EventKind
@@ -51,3 +53,4 @@ class TokenEvent:
     duration: float = 0.0
     error: str | None = None
     detail: str = ""
+    retry_in: float | None = None

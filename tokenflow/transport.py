@@ -71,6 +71,10 @@ __all__ = ["MAX_BODY", "HttpResponse", "Transport"]
 
 log = get_logger("tokenflow.transport")
 
+RetryObserver = Callable[[str, float], None]
+"""``observer(why, wait)``: a try failed for *why* ("HTTP 503", "ReadTimeoutError"); the next one
+comes in *wait* seconds."""
+
 MAX_BODY = 1024 * 1024  # bytes, before and after decoding
 MAX_CODINGS = 3  # Content-Encoding layers decoded at most ("gzip, gzip" is already odd)
 MAX_RETRY_AFTER = 30.0  # seconds; beyond this we fail and let the caller decide
@@ -267,7 +271,7 @@ _POOL_CLASSES = {"http": _QuietHTTPConnectionPool, "https": _QuietHTTPSConnectio
 class _OAuthRetry(Retry):
     """urllib3's Retry with a retry observer and a cap on ``Retry-After``."""
 
-    observer: Callable[[str], None] | None = None
+    observer: RetryObserver | None = None
 
     def new(self, **kw: Any) -> Self:
         retry = super().new(**kw)
@@ -295,10 +299,14 @@ class _OAuthRetry(Retry):
             raise MaxRetryError(_pool, url or "", ResponseError("Retry-After over the cap"))
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if self.observer is not None:
+            # what urllib3's Retry.sleep() will wait: the server's Retry-After, else the backoff
+            wait = retry.get_retry_after(response) if response is not None else None
+            if wait is None:
+                wait = retry.get_backoff_time()
             if response is not None:
-                self.observer(f"HTTP {response.status}")
+                self.observer(f"HTTP {response.status}", wait)
             else:
-                self.observer(type(error).__name__ if error is not None else "retry")
+                self.observer(type(error).__name__ if error is not None else "retry", wait)
         return retry
 
 
@@ -353,7 +361,7 @@ class Transport:
     def __init__(self, server: ServerSpec) -> None:
         self.server = server
         self._proxy_for = _ProxyChoice()
-        self._retries: dict[Callable[[str], None] | None, _OAuthRetry] = {}
+        self._retries: dict[RetryObserver | None, _OAuthRetry] = {}
         install_log_filters()
         self._managers: dict[str | None, urllib3.PoolManager] = {}
         self._lock = threading.Lock()
@@ -393,7 +401,7 @@ class Transport:
                 self._managers[proxy] = manager
             return manager
 
-    def _retry(self, on_retry: Callable[[str], None] | None) -> _OAuthRetry:
+    def _retry(self, on_retry: RetryObserver | None) -> _OAuthRetry:
         """The retry policy for requests reporting to *on_retry*: built once, since a Retry is
         immutable (``increment`` returns a new one) and building it costs ~5 µs per request."""
         retry = self._retries.get(on_retry)
@@ -403,7 +411,7 @@ class Transport:
             retry = self._retries[on_retry] = self._new_retry(on_retry)
         return retry
 
-    def _new_retry(self, on_retry: Callable[[str], None] | None) -> _OAuthRetry:
+    def _new_retry(self, on_retry: RetryObserver | None) -> _OAuthRetry:
         retries = self.server.retries
         retry = _OAuthRetry(
             total=retries,
@@ -458,7 +466,7 @@ class Transport:
                                          transient=False)
         return target
 
-    def send(self, request: HttpRequest, on_retry: Callable[[str], None] | None = None) -> HttpResponse:
+    def send(self, request: HttpRequest, on_retry: RetryObserver | None = None) -> HttpResponse:
         """Send *request*; raise TransportError for anything but a complete HTTP answer."""
         target = self._target(request)
         host = target.netloc

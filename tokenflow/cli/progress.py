@@ -65,7 +65,7 @@ class _Observer:
     def tokenflow_event(self, event: TokenEvent) -> None:
         line = _current
         if line is not None and event.kind is EventKind.RETRIED:
-            line.retried(event.detail)
+            line.retried(event.detail, event.retry_in)
 
 
 def plugin_host() -> PluginHost | None:
@@ -88,6 +88,7 @@ class _Line:
         self.retries = profile.server.retries
         self.attempt = 0
         self.detail = ""
+        self.next_try: float | None = None
         self.since = time.monotonic()
         self.pauses = 0
         self.drawn = False
@@ -103,9 +104,10 @@ class _Line:
         with _write_lock:
             self.erase()
 
-    def retried(self, detail: str) -> None:
+    def retried(self, detail: str, retry_in: float | None = None) -> None:
         self.attempt += 1
         self.detail = detail
+        self.next_try = None if retry_in is None else time.monotonic() + retry_in
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -126,6 +128,8 @@ class _Line:
             shown = min(self.attempt, self.retries) if self.retries else self.attempt
             of = f" of {self.retries}" if self.retries else ""
             text += f"; retry {shown}{of} ({self.detail})" if self.detail else f"; retry {shown}{of}"
+            if self.next_try is not None and self.next_try > now:
+                text += f", next try in {self.next_try - now:.0f} s"
         return text
 
     def erase(self) -> None:

@@ -498,8 +498,8 @@ class TokenSession:
             exc.args = (f"profile {self.profile.name!r}: {exc}" + (f"; {step}" if step else ""),)
             raise
 
-    def _on_retry(self, why: str) -> None:
-        self._emit(EventKind.RETRIED, None, time.perf_counter(), detail=why)
+    def _on_retry(self, why: str, wait: float | None = None) -> None:
+        self._emit(EventKind.RETRIED, None, time.perf_counter(), detail=why, retry_in=wait)
 
     def _discovery(self) -> Discovery:
         """The server's endpoints: written in the config, else from its issuer's metadata."""
@@ -632,6 +632,7 @@ class TokenSession:
         *,
         error: str | None = None,
         detail: str = "",
+        retry_in: float | None = None,
     ) -> None:
         observers = self._plugins.has_observers
         if not observers and self._on_event is None:
@@ -644,6 +645,7 @@ class TokenSession:
             duration=time.perf_counter() - started,
             error=error,
             detail=detail,
+            retry_in=retry_in,
         )
         if observers:
             self._plugins.emit(event)
