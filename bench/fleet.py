@@ -31,6 +31,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however run
+from stampede_bench import release_workers
+
 HERE = Path(__file__).resolve().parent
 PROFILE = "prod"
 
@@ -122,39 +125,10 @@ def bench_fleet(hosts: int, threads: int, repeats: int, work: Path) -> dict[str,
             now = time.time()
             seeded = replace(current, expires_at=now + 30, obtained_at=now - 3600)
             session.store.save(session.cache_key, seeded)  # inside the 60 s refresh margin
-            procs = []
-            for index in range(hosts):
-                home = work / f"host{index}"
-                env = dict(os.environ, HOME=str(home), TOKENFLOW_CACHE_DIR=str(home / "cache"),
-                           NO_PROXY="127.0.0.1,localhost")
-                procs.append(subprocess.Popen(worker, env=env, stdin=subprocess.PIPE,
-                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-            try:
-                for proc in procs:
-                    assert proc.stdout is not None
-                    if proc.stdout.readline().strip() != b"ready":
-                        _, err = proc.communicate(timeout=30)
-                        raise RuntimeError(f"fleet host failed: {err.decode(errors='replace')}")
-                server.reset_counts()
-                released = time.time()
-                for proc in procs:
-                    assert proc.stdin is not None
-                    proc.stdin.write(b"g")
-                    proc.stdin.flush()
-                reports = []
-                for proc in procs:
-                    out, err = proc.communicate(timeout=120)
-                    if proc.returncode != 0:
-                        raise RuntimeError(f"fleet host failed: {err.decode(errors='replace')}")
-                    reports.append(json.loads(out.decode().strip().splitlines()[-1]))
-            finally:
-                for proc in procs:
-                    if proc.poll() is None:
-                        proc.kill()  # our own child, by its handle
-                        proc.wait()
-            errors = [e for r in reports for e in r["errors"]]
-            if errors:
-                raise RuntimeError(f"fleet callers failed: {errors[:3]}")
+            envs = [dict(os.environ, HOME=str(work / f"host{index}"),
+                         TOKENFLOW_CACHE_DIR=str(work / f"host{index}" / "cache"),
+                         NO_PROXY="127.0.0.1,localhost") for index in range(hosts)]
+            released, reports = release_workers(worker, envs, server, what="fleet host")
             done = [t for r in reports for t in r["done"]]
             prints = {key for r in reports for key in r["fingerprints"]}
             if len(done) != hosts * threads or len(prints) != 1 or fingerprint(

@@ -47,19 +47,23 @@ def _seed_expiring(session: Any, now: float) -> str:
     return str(token.access_token)
 
 
-def _release(worker: list[str], processes: int, env: dict[str, str], home: Path,
-             server: EmbeddedServer) -> tuple[float, list[dict[str, Any]]]:
-    """Start the workers, wait until all are ready, release them at once; their reports."""
-    procs = [subprocess.Popen(worker, env=env, cwd=home, stdin=subprocess.PIPE,
+def release_workers(worker: list[str], envs: list[dict[str, str]], server: EmbeddedServer, *,
+                    cwd: Path | None = None, what: str = "stampede worker",
+                    ) -> tuple[float, list[dict[str, Any]]]:
+    """Start one worker per env, wait until all are ready, release them at once; their reports.
+
+    Shared by the stampede (processes of one host) and the fleet (hosts with their own homes).
+    """
+    procs = [subprocess.Popen(worker, env=env, cwd=cwd, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for _ in range(processes)]
+             for env in envs]
     try:
         for proc in procs:
             assert proc.stdout is not None
             line = proc.stdout.readline()
             if line.strip() != b"ready":
                 _, err = proc.communicate(timeout=30)
-                raise RuntimeError(f"stampede worker failed: {err.decode(errors='replace')}")
+                raise RuntimeError(f"{what} failed: {err.decode(errors='replace')}")
         server.reset_counts()
         released = time.time()
         for proc in procs:
@@ -70,16 +74,16 @@ def _release(worker: list[str], processes: int, env: dict[str, str], home: Path,
         for proc in procs:
             out, err = proc.communicate(timeout=120)
             if proc.returncode != 0:
-                raise RuntimeError(f"stampede worker failed: {err.decode(errors='replace')}")
+                raise RuntimeError(f"{what} failed: {err.decode(errors='replace')}")
             reports.append(json.loads(out.decode().strip().splitlines()[-1]))
     finally:
         for proc in procs:
             if proc.poll() is None:
-                proc.kill()
+                proc.kill()  # our own child, by its handle
                 proc.wait()
     errors = [e for r in reports for e in r["errors"]]
     if errors:
-        raise RuntimeError(f"stampede callers failed: {errors[:3]}")
+        raise RuntimeError(f"{what}'s callers failed: {errors[:3]}")
     return released, reports
 
 
@@ -110,7 +114,7 @@ def bench_stampede(server: EmbeddedServer, settings: Settings, work: Path) -> Re
     for _ in range(settings.stampede_repeats):
         # the floor: the same harness, every caller answered from a fresh cached token
         fresh = session.force_refresh()
-        released, reports = _release(worker, processes, env, home, server)
+        released, reports = release_workers(worker, [env] * processes, server, cwd=home)
         if server.counts["token"]:
             raise RuntimeError("a caller asked the server for a token although it was fresh")
         if {k for r in reports for k in r["fingerprints"]} != {fingerprint(fresh.access_token)}:
@@ -122,8 +126,8 @@ def bench_stampede(server: EmbeddedServer, settings: Settings, work: Path) -> Re
             check = session.store.load(session.cache_key)
             if classify(check, time.time(), session.profile.refresh_margin) is not State.EXPIRING:
                 raise RuntimeError("the seeded token is not inside its refresh margin")
-            released, reports = _release([*worker, "cold"] if cold else worker, processes, env,
-                                         home, server)
+            released, reports = release_workers([*worker, "cold"] if cold else worker,
+                                                [env] * processes, server, cwd=home)
             took = _check_stampede(reports, seeded, processes * threads)
             requests.append(server.counts["token"])
             (cold_elapsed if cold else elapsed).append((took - released) * 1000)
