@@ -299,3 +299,53 @@ def test_ipv6_loopback_is_served_when_written(independent_server: IndependentSer
     browser.join()
     assert independent_server.is_valid_access_token(token.access_token)
     assert ctx.token_requests[0]["redirect_uri"].startswith("http://[::1]:")
+
+
+def test_a_client_dripping_its_request_cannot_hold_the_listener_past_the_wait() -> None:
+    """Each read has a timeout; the whole request has one too, so a local client sending one
+    byte every half second cannot keep the wait going long past its deadline."""
+    import threading
+    import time
+
+    from tokenflow.builtins.loopback import CLIENT_TIMEOUT, LoopbackListener
+
+    stop = threading.Event()
+    with LoopbackListener(parse_redirect_uris("http://127.0.0.1:0/callback")) as listener:
+        def drip() -> None:
+            with socket.create_connection(("127.0.0.1", listener.port)) as client:
+                for byte in b"GET /callback?state=x HTTP/1.0\r\n" * 20:
+                    if stop.is_set():
+                        return
+                    try:
+                        client.sendall(bytes([byte]))
+                    except OSError:
+                        return  # the listener cut us off
+                    time.sleep(0.4)
+
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        with pytest.raises(CredentialError, match="no sign-in came back"):
+            listener.wait("the-state", 1.0)
+        stop.set()
+    assert time.monotonic() - started < CLIENT_TIMEOUT + 3
+
+
+def test_a_callbacks_error_text_cannot_drive_the_terminal() -> None:
+    import threading
+
+    from tokenflow.builtins.loopback import LoopbackListener
+
+    with LoopbackListener(parse_redirect_uris("http://127.0.0.1:0/callback")) as listener:
+        def call() -> None:
+            with socket.create_connection(("127.0.0.1", listener.port)) as client:
+                client.sendall(b"GET /callback?state=s&error=access_denied"
+                               b"&error_description=%1b%5d0%3bpwned%07no HTTP/1.0\r\n\r\n")
+                client.recv(65536)
+
+        threading.Thread(target=call, daemon=True).start()
+        with pytest.raises(TokenRequestError) as caught:
+            listener.wait("s", 10.0)
+    assert "\x1b" not in str(caught.value) and "\x07" not in str(caught.value)
+    assert "access_denied" in str(caught.value) and "pwned" in str(caught.value)

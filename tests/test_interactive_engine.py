@@ -189,3 +189,32 @@ def test_a_moved_device_endpoint_is_found_by_reading_the_metadata_again(
     assert independent_server.counts["metadata"] == 2
     assert independent_server.counts["device_authorization"] == 2
     assert [r.status for r in independent_server.requests if r.path == "/old/device"] == [404]
+
+
+def test_what_a_person_is_told_cannot_drive_the_terminal_or_leak_the_state() -> None:
+    """A device grant relays the server's user code and URI: control characters never reach
+    the terminal or the login callback, and a prompt's repr hides the URL (it carries state)."""
+    from tokenflow.engine.session import _SessionGrantContext
+
+    flow = tokenflow.config_from_mapping({
+        "version": 1, "servers": {"s": {"token_url": "https://login.example/token",
+                                        "device_authorization_url": "https://login.example/device"}},
+        "clients": {"c": {"client_id": "cli"}},
+        "profiles": {"dev": {"server": "s", "client": "c", "grant": "device_code",
+                             "store": "memory"}},
+    })
+    prompts: list[LoginPrompt] = []
+    session = flow.session("dev", login=prompts.append)
+    _SessionGrantContext(session).notify("enter \x1b]0;pwned\x07the code", url="https://x/\x1b[2J",
+                                         user_code="AB\x07CD")
+    (prompt,) = prompts
+    for text in (prompt.message, prompt.url or "", prompt.user_code or ""):
+        assert all(char.isprintable() for char in text), repr(text)
+    secret_url = LoginPrompt("dev", "open it", "https://idp/authorize?state=s3cret", None)
+    assert "s3cret" not in repr(secret_url)
+
+
+def test_cli_errors_cannot_drive_the_terminal() -> None:
+    from tokenflow.cli.app import _clean
+
+    assert _clean("refused: \x1b]0;pwned\x07 bad\r\nline") == "refused: ?]0;pwned? bad line"

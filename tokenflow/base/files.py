@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["ensure_private_dir", "write_atomic"]
+__all__ = ["ensure_private_dir", "file_stamp", "write_atomic"]
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -54,3 +54,12 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
             os.fsync(fd)  # after the rename: commits the data and the new name together (see above)
     finally:
         os.close(fd)
+
+
+def file_stamp(path: str) -> list[int] | None:
+    """What changes when a file is rewritten: size, mtime, inode and ctime (``None``: absent)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]

@@ -18,8 +18,10 @@ every ``tokenflow token``): HMAC-SHA256 is built on the interpreter's own SHA-25
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 
 from tokenflow.base.boundedread import read_limited
 from tokenflow.base.cachefile import UnsafeEntry, check_safe, sha256
@@ -90,19 +92,30 @@ def read_private(path: str, limit: int) -> bytes | None:
 
 
 def load_key(path: str, *, create: bool) -> bytes | None:
-    """The cache's MAC key; with *create*, made (32 random bytes, mode 0600) if missing."""
+    """The cache's MAC key; with *create*, made (32 random bytes, mode 0600) if missing.
+
+    A new key is written to a private temporary file and linked into place, so no reader ever
+    sees a partial key; a key of the wrong length (a damaged file) is replaced when *create*.
+    """
     key = read_private(path, KEY_BYTES)
-    if key is not None or not create:
-        return key if key is None or len(key) == KEY_BYTES else None
-    fresh = os.urandom(KEY_BYTES)
+    if key is not None and len(key) == KEY_BYTES:
+        return key
+    if not create:
+        return None
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".key.", suffix=".tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                     0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return read_private(path, KEY_BYTES)
-    try:
-        os.write(fd, fresh)
-        os.fsync(fd)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(os.urandom(KEY_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+        if key is None:
+            with contextlib.suppress(FileExistsError):  # another process published one first
+                os.link(tmp, path)
+        else:
+            os.replace(tmp, path)  # a damaged key: every entry it sealed is void anyway
     finally:
-        os.close(fd)
-    return fresh
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    key = read_private(path, KEY_BYTES)
+    return key if key is not None and len(key) == KEY_BYTES else None

@@ -20,11 +20,13 @@ Why it is written this way:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import html
 import ipaddress
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from tokenflow.errors import CredentialError, TokenRequestError
-from tokenflow.redact import get_logger
+from tokenflow.redact import get_logger, printable
 
 __all__ = [
     "DEFAULT_REDIRECT_URI",
@@ -47,7 +49,7 @@ log = get_logger("tokenflow.loopback")
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:0/callback"
 LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
 MAX_REQUEST_LINE = 8192  # a callback URL carries a code and a state: a few hundred bytes
-CLIENT_TIMEOUT = 5.0  # seconds a connected client may take to send its request
+CLIENT_TIMEOUT = 5.0  # seconds a connected client may take for its whole request
 POLL = 0.25  # seconds between deadline checks while no one connects
 
 
@@ -219,6 +221,21 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request line carries the code and the state
 
+    def handle(self) -> None:
+        # ``timeout`` bounds each read; this bounds the whole request, so a client dripping a
+        # byte at a time cannot hold the listener (and the wait) past CLIENT_TIMEOUT
+        timer = threading.Timer(CLIENT_TIMEOUT, self._cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            super().handle()
+        finally:
+            timer.cancel()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
@@ -279,8 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._page(400, "Sign-in refused", "The answer came from an unexpected server.")
             return
         if "error" in params:
-            error = params["error"]
-            description = params.get("error_description") or ""
+            # the browser relays what the server (or anyone) put in the URL: never raw to a terminal
+            error = printable(params["error"])[:200]
+            description = printable(params.get("error_description") or "")[:500]
             text = f"the server refused the sign-in: {error}"
             if description:
                 text += f": {description}"

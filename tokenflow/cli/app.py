@@ -150,10 +150,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _clean(text: str) -> str:
-    """*text* scrubbed of secrets and folded onto one line."""
-    from tokenflow.redact import scrub
+    """*text* scrubbed of secrets, folded onto one line, and unable to drive the terminal (an
+    error may quote what a server or a browser's callback sent)."""
+    from tokenflow.redact import printable, scrub
 
-    return " ".join(scrub(text).split())
+    return printable(" ".join(scrub(text).split()))
 
 
 def _error(message: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from tokenflow.api import Tokenflow
 from tokenflow.base import cachefile, locations
-from tokenflow.base.files import ensure_private_dir, write_atomic
+from tokenflow.base.files import ensure_private_dir, file_stamp, write_atomic
 from tokenflow.base.trust import keyed_digest, load_key, read_private
 from tokenflow.cli.fast import index as fast
 from tokenflow.config.model import Profile, SecretSpec
@@ -48,8 +48,8 @@ def write_index(flow: Tokenflow, sources: Sequence[str], served: str | None = No
         log.debug("index not written: %s", type(exc).__name__)
 
 
-def _recorded(paths: Sequence[str]) -> dict[str, Any]:
-    return {path: [fast.file_stamp(path), fast.file_digest(path)] for path in paths}
+def _recorded(key: bytes, paths: Sequence[str]) -> dict[str, Any]:
+    return {path: [file_stamp(path), fast.file_digest(key, path)] for path in paths}
 
 
 class _Compiler:
@@ -120,7 +120,7 @@ class _Compiler:
             "token_path": token_path,
             "margin": profile.refresh_margin,
             "env": {name: fast.env_digest(self.key, name) for name in sorted(env)},
-            "hashes": _recorded(sorted(files)),
+            "hashes": _recorded(self.key, sorted(files)),
         })
 
 
@@ -136,12 +136,15 @@ def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) ->
     if key is None:
         return
     files = [os.path.abspath(f) for f in locations.config_files(sources)]
+    if any(file_stamp(path) != config.file_stamps.get(path) for path in files):
+        return  # a file changed after it was loaded: what we know is not what it says now
     env_names = sorted(set(config.env_used) | set(fast.PLUGIN_ENV))
+    hashes = _recorded(key, files)
     stable = {
         "format": fast.INDEX_FORMAT,
         "version": fast.version(),
         "files": files,
-        "digests": {path: fast.file_digest(path) for path in files},
+        "digests": {path: digest for path, (_stamp, digest) in hashes.items()},
         "env": {name: fast.env_digest(key, name) for name in env_names},
         "search_path": fast.search_path(),
         "plugin_dirs": fast.distribution_dirs(),
@@ -155,7 +158,6 @@ def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) ->
         old = fast.unseal(key, read_private(str(head_file), fast.MAX_INDEX_FILE))
     except (OSError, ValueError):
         old = None
-    hashes = _recorded(files)
     renew = old is None or old.get("generation") != generation
     if renew or old is None or old.get("hashes") != hashes:
         head = {**{k: v for k, v in stable.items() if k != "digests"}, "hashes": hashes,
@@ -172,10 +174,10 @@ def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) ->
             continue
         data = _dumps(entry)
         try:
-            if target.read_bytes() == data:
+            if read_private(str(target), fast.MAX_INDEX_FILE) == data:
                 continue
         except OSError:
-            pass
+            pass  # absent, damaged or unsafe: written anew
         write_atomic(target, data, durable=False)
 
 

@@ -22,6 +22,7 @@ reads the files and runs them in order.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenflow.base import locations
+from tokenflow.base.files import file_stamp
 from tokenflow.config.assembly import Assembly
 from tokenflow.config.build import ModelBuilder
 from tokenflow.config.model import Config
@@ -103,6 +105,7 @@ def read_config(
     for source in sources:
         if Path(source).is_dir() and not any(f.parent == Path(source) for f in files):
             issues.append(ConfigIssue(source, 0, 0, "", "directory holds no *.yaml files"))
+    stamps = {os.path.abspath(path): file_stamp(str(path)) for path in files}
     for path in files:
         text = _read(path, issues)
         if text is None:
@@ -111,8 +114,9 @@ def read_config(
         issues.extend(found)
         if doc.data is not None:  # duplicate keys and bad values still let the rest be checked
             docs.append(doc)
-    return _assemble(docs, issues, files, plugins, environ,
-                     Path(cache_dir) if cache_dir is not None else None)
+    config = _assemble(docs, issues, files, plugins, environ,
+                       Path(cache_dir) if cache_dir is not None else None)
+    return dataclasses.replace(config, file_stamps=stamps)
 
 
 def config_from_data(

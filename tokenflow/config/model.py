@@ -116,6 +116,9 @@ class Config:
     files: tuple[Path, ...]
     cache_dir: Path
     env_used: frozenset[str] = frozenset()
+    # each file's stamp (size, mtime, inode, ctime) taken before it was read: whoever caches
+    # what was derived from it (the fast path's index) can tell that it changed since
+    file_stamps: Mapping[str, list[int] | None] = field(default_factory=dict, repr=False)
 
     def default_profile_name(self) -> str:
         """``$TOKENFLOW_PROFILE``, else the only profile, else a ConfigError listing them."""

@@ -43,7 +43,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,7 @@ from tokenflow.events import EventKind, TokenEvent
 from tokenflow.keyedlocks import KeyedLocks
 from tokenflow.plugins.contracts import HttpRequest, HttpResponse, PluginContext, TokenStore
 from tokenflow.plugins.host import PluginHost
-from tokenflow.redact import Secret, get_logger, install_log_filters
+from tokenflow.redact import Secret, get_logger, install_log_filters, printable
 from tokenflow.tokens import Token, next_step, parse_token_response
 
 if TYPE_CHECKING:
@@ -672,7 +672,7 @@ class LoginPrompt:
 
     profile: str
     message: str
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # an authorization URL carries the state
     user_code: str | None = None
 
 
@@ -725,6 +725,11 @@ class _SessionGrantContext:
 
     def notify(self, message: str, *, url: str | None = None, user_code: str | None = None) -> None:
         session = self._session
+        # a grant relays what the server sent (a device grant's user code and verification
+        # URI): nothing of it may drive the terminal
+        message = printable(message)
+        url = printable(url) if url is not None else None
+        user_code = printable(user_code) if user_code is not None else None
         # the event names the page without its query string: an authorization URL carries the
         # state, which must stay out of logs (the person sees the whole URL below)
         page = url.split("?", 1)[0] if url else None

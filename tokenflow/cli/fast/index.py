@@ -39,6 +39,7 @@ import time
 
 from tokenflow.base import cachefile, locations, output
 from tokenflow.base.boundedread import read_limited
+from tokenflow.base.files import file_stamp
 from tokenflow.base.freshness import refresh_at
 from tokenflow.base.trust import keyed_digest, load_key, read_private
 from tokenflow.cli.fast import grammar
@@ -60,21 +61,17 @@ def sha256_hex(data: bytes) -> str:
     return str(cachefile.sha256(data).hexdigest())
 
 
-def file_digest(path: str) -> str | None:
-    """SHA-256 of a regular file's content (bounded), ``None`` if it cannot be read."""
+def file_digest(key: bytes, path: str) -> str | None:
+    """A keyed digest of a regular file's content (bounded), ``None`` if it cannot be read.
+
+    Keyed, never a plain SHA-256: a watched file may hold a secret (a refresh token read from
+    ``{file: ...}``, a config with a literal password) that a plain hash would let anyone who
+    can read the index test guesses against.
+    """
     try:
-        return sha256_hex(read_limited(path, MAX_WATCHED_FILE))
+        return keyed_digest(key, read_limited(path, MAX_WATCHED_FILE))
     except OSError:
         return None
-
-
-def file_stamp(path: str) -> list[int] | None:
-    """What changes when a file is rewritten: size, mtime, inode and ctime."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def env_digest(key: bytes, name: str) -> str | None:
@@ -159,14 +156,14 @@ def version() -> str:
 
 
 # -- reading (the fast path itself) --------------------------------------------------------------
-def files_unchanged(recorded: dict[str, Any], written_ns: int) -> bool:
+def files_unchanged(key: bytes, recorded: dict[str, Any], written_ns: int) -> bool:
     """Each recorded file still has its content: by stamp, or by hash when the stamp can lie."""
     racy_after = written_ns - int(RACY_SECONDS * 1e9)
     for path, (stamp, digest) in recorded.items():
         now = file_stamp(path)
         if now is not None and now == stamp and now[1] < racy_after:
             continue
-        if file_digest(path) != digest:
+        if file_digest(key, path) != digest:
             return False
     return True
 
@@ -176,7 +173,7 @@ def head_is_current(key: bytes, head: dict[str, Any], files: list[str]) -> bool:
         return False
     if head.get("files") != [os.path.abspath(f) for f in files]:
         return False
-    if not files_unchanged(head["hashes"], head["written_ns"]):
+    if not files_unchanged(key, head["hashes"], head["written_ns"]):
         return False
     if any(env_digest(key, name) != digest for name, digest in head["env"].items()):
         return False
@@ -190,7 +187,7 @@ def entry_is_current(key: bytes, entry: dict[str, Any], head: dict[str, Any], na
         return False
     if any(env_digest(key, n) != digest for n, digest in entry["env"].items()):
         return False
-    return files_unchanged(entry["hashes"], head["written_ns"])
+    return files_unchanged(key, entry["hashes"], head["written_ns"])
 
 
 def _parse_args(argv: Sequence[str]) -> tuple[str | None, str, list[str]] | None:
@@ -240,11 +237,13 @@ def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | 
     try:
         expires_at = float(token["expires_at"])
         obtained_at = float(token.get("obtained_at", expires_at))
-        access = token["access_token"]
-        if not isinstance(access, str) or now >= refresh_at(expires_at, obtained_at,
-                                                            float(entry["margin"])):
+        access, token_type, scope = token["access_token"], token["token_type"], token.get("scope")
+        # what Token.from_dict requires of a cache entry: anything else is the full path's to judge
+        if not isinstance(access, str) or not isinstance(token_type, str) or not (
+                scope is None or isinstance(scope, str)):
             return None
-        return output.render(fmt, access, str(token.get("token_type", "Bearer")), expires_at,
-                             token.get("scope"), now)
+        if now >= refresh_at(expires_at, obtained_at, float(entry["margin"])):
+            return None
+        return output.render(fmt, access, token_type, expires_at, scope, now)
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
