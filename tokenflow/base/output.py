@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 
+from tokenflow.base.cachefile import LATEST_TIME
+
 FORMATS = ("raw", "json", "header", "env", "exec-credential")
 
 
-LATEST = 253402300799.0  # 9999-12-31T23:59:59Z, the last instant ISO 8601 writes in 4 digits
 
 
 def _clamp(epoch: float) -> float:
@@ -23,7 +24,7 @@ def _clamp(epoch: float) -> float:
     """
     if epoch != epoch:  # NaN
         return 0.0
-    return min(max(epoch, 0.0), LATEST)
+    return min(max(epoch, 0.0), float(LATEST_TIME))
 
 
 def iso_utc(epoch: float) -> str:

@@ -22,6 +22,7 @@ from tokenflow.api import Tokenflow
 from tokenflow.base import cachefile, locations
 from tokenflow.base.files import ensure_private_dir, file_stamp, write_atomic
 from tokenflow.base.trust import keyed_digest, load_key, read_private
+from tokenflow.cli import progress
 from tokenflow.cli.fast import index as fast
 from tokenflow.config.model import Profile, SecretSpec
 from tokenflow.engine.identity import cache_key, user_identity
@@ -126,8 +127,8 @@ class _Compiler:
 
 def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) -> None:
     host = flow.plugins
-    # the CLI's own progress line (tokenflow.cli.progress) needs no cache hit
-    if any(p not in BUILTIN_PLUGINS and p != "tokenflow.cli.progress" for p in host.observer_plugins()):
+    # the CLI's own progress line needs no cache hit
+    if any(p not in BUILTIN_PLUGINS and p != progress.PLUGIN_NAME for p in host.observer_plugins()):
         return  # a third-party tokenflow_event must see every cache hit: no fast path
     config = flow.config
     cache = str(config.cache_dir)

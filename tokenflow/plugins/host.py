@@ -212,8 +212,12 @@ class PluginHost:
             tb = tb.tb_next
         return found
 
-    def _claim(self, kind: str, name: str, plugin: str, taken: Mapping[str, Any]) -> None:
-        if not isinstance(name, str) or not name.isidentifier():
+    def _claim(self, kind: str, name: str, plugin: str, taken: Mapping[str, Any],
+               pattern: re.Pattern[str] | None = None) -> None:
+        """Check *name* (an identifier, or what *pattern* allows) is free, and record it."""
+        good = isinstance(name, str) and (
+            pattern.fullmatch(name) is not None if pattern else name.isidentifier())
+        if not good:
             raise PluginError(f"plugin {plugin!r} registered a {kind} with a bad name {name!r}")
         if name in taken:
             raise PluginError(
@@ -265,13 +269,7 @@ class PluginHost:
         plugin = self._calling_plugin("tokenflow_register_grants")
 
         def apply() -> None:
-            if not isinstance(name, str) or not _GRANT_NAME.fullmatch(name):
-                raise PluginError(f"plugin {plugin!r} registered a grant with a bad name {name!r}")
-            if name in self.grants:
-                raise PluginError(f"grant {name!r} is registered by both "
-                                  f"{self.grants[name].plugin!r} and {plugin!r}")
-            self._infos.setdefault(plugin, PluginInfo(plugin, "unknown")).registers.append(
-                f"grant {name}")
+            self._claim("grant", name, plugin, self.grants, _GRANT_NAME)
             self.grants[name] = GrantEntry(name, grant, options_schema, plugin)
 
         self._pending.append((plugin, apply))
