@@ -124,6 +124,64 @@ def test_a_raising_observer_is_logged_and_never_breaks_the_flow(
     assert any("raised RuntimeError: observer bug" in r.getMessage() for r in caplog.records)
 
 
+def test_events_are_built_only_for_observers_that_want_them(
+    server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The logging sink says (``wants``) which events its logger would write; an observer without
+    ``wants`` gets everything; one whose ``wants`` is broken is never silenced by it."""
+    from tokenflow.events import EventKind
+
+    quiet = build_plugin_host()  # only the built-in logging sink
+    with caplog.at_level(logging.WARNING, logger="tokenflow.events"):
+        assert not quiet.observes(EventKind.FETCHED)
+        assert quiet.observes(EventKind.STALE_SERVED)  # a WARNING: the sink would write it
+    with caplog.at_level(logging.DEBUG, logger="tokenflow.events"):
+        assert quiet.observes(EventKind.FETCHED)
+
+    seen: list[str] = []
+
+    class Picky:
+        @hookimpl
+        def tokenflow_event(self, event: TokenEvent) -> None:
+            seen.append(f"picky:{event.kind}")
+
+    def only_refreshes(kind: EventKind) -> bool:
+        return kind is EventKind.REFRESHED
+
+    Picky.tokenflow_event.wants = only_refreshes  # type: ignore[attr-defined]
+
+    class Broken:
+        @hookimpl
+        def tokenflow_event(self, event: TokenEvent) -> None:
+            seen.append(f"broken:{event.kind}")
+
+    def broken_wants(kind: EventKind) -> bool:
+        raise RuntimeError("wants bug")
+
+    Broken.tokenflow_event.wants = broken_wants  # type: ignore[attr-defined]
+
+    picky = build_plugin_host(extra_plugins=[Picky()])
+    with caplog.at_level(logging.WARNING, logger="tokenflow.events"):
+        assert not picky.observes(EventKind.FETCHED)
+        assert picky.observes(EventKind.REFRESHED)
+        flow = tokenflow.config_from_mapping(
+            mapping(server, {"grant": "client_credentials"}), plugins=picky)
+        session = flow.session("p")
+        session.token()
+        assert seen == []  # nobody wanted "fetched" or "stored": no event was built
+        events: list[str] = []
+        callback_flow = tokenflow.config_from_mapping(
+            mapping(server, {"grant": "client_credentials"}), plugins=picky)
+        callback_flow.session("p", on_event=lambda e: events.append(str(e.kind))).token()
+        assert "fetched" in events  # an on_event callback always gets its events
+
+    both = build_plugin_host(extra_plugins=[Picky(), Broken()])
+    assert both.observes(EventKind.FETCHED)
+    tokenflow.config_from_mapping(
+        mapping(server, {"grant": "client_credentials"}), plugins=both).session("p").token()
+    assert "broken:fetched" in seen and "picky:fetched" in seen  # once built, all observers see it
+
+
 # -- wrappers on a registration hook ------------------------------------------------------------
 def test_a_wrapper_wraps_a_registration_hook_and_registrations_name_their_plugin() -> None:
     seen: list[str] = []

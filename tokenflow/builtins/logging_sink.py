@@ -38,3 +38,11 @@ def tokenflow_event(event: TokenEvent) -> None:
     if event.detail:
         parts.append(event.detail)
     log.log(level, " ".join(parts))
+
+
+def _wants(kind: EventKind) -> bool:
+    """Whether the sink would write a record for *kind* now (the engine skips the event if not)."""
+    return log.isEnabledFor(_LEVELS.get(kind, logging.DEBUG))
+
+
+tokenflow_event.wants = _wants  # type: ignore[attr-defined]  # see the hook's spec

@@ -634,7 +634,7 @@ class TokenSession:
         detail: str = "",
         retry_in: float | None = None,
     ) -> None:
-        observers = self._plugins.has_observers
+        observers = self._plugins.observes(kind)
         if not observers and self._on_event is None:
             return
         event = TokenEvent(

@@ -100,4 +100,10 @@ def tokenflow_event(event: TokenEvent) -> None:
     once: be quick and thread-safe (hand work to a queue for anything slow). An exception raised
     here is reported on the ``tokenflow.plugins`` logger and never breaks the token flow. The hot
     path (a fresh token already in memory) emits no event.
+
+    An implementation may carry a ``wants`` attribute: a callable taking an
+    :class:`~tokenflow.events.EventKind` and saying whether it would act on such an event right
+    now. When every implementation has one and all say no, the engine builds no event at all
+    (the built-in logging sink answers with its logger's level, so a quiet logger costs
+    nothing on a refresh). Without the attribute an implementation receives every event.
     """
