@@ -134,12 +134,17 @@ def _canonical(token: dict[str, Any]) -> bytes:
 
 
 def encode(token: dict[str, Any]) -> bytes:
-    """Serialise a token dict (``Token.to_dict()``) with its format number and checksum."""
-    import json  # only writers need the indented form
+    """Serialise a token dict (``Token.to_dict()``) with its format number and checksum.
 
-    checksum = "sha256:" + sha256(_canonical(token)).hexdigest()
-    entry = {"format": FORMAT, "checksum": checksum, "token": token}
-    return json.dumps(entry, indent=1, sort_keys=True).encode() + b"\n"
+    One line of canonical JSON: the token object is encoded once, for the checksum and the
+    entry alike (an indented copy went through the pure-Python encoder and cost as much as
+    the rest of a save's CPU work). Readers parse JSON, so entries written indented by older
+    versions read the same.
+    """
+    body = _canonical(token)
+    checksum: str = sha256(body).hexdigest()
+    head = f'{{"checksum":"sha256:{checksum}","format":{FORMAT},"token":'
+    return head.encode() + body + b"}\n"
 
 
 def decode(raw: bytes) -> dict[str, Any]:
@@ -183,19 +188,24 @@ def check_safe(st: os.stat_result, path: str) -> None:
 MAX_ENTRY_BYTES = 1 << 20  # a token entry is a few KB; a bigger file is not ours
 
 
-def read(path: str) -> dict[str, Any] | None:
-    """The token dict at *path*, ``None`` if absent; raises CorruptEntry or UnsafeEntry.
+def read_raw(path: str) -> bytes | None:
+    """The bytes of the entry at *path*, ``None`` if absent; raises CorruptEntry or UnsafeEntry.
 
     A symlink, a FIFO, a device or a directory at *path* is refused as unsafe (opening never
     waits, see :mod:`tokenflow.base.boundedread`); a file over :data:`MAX_ENTRY_BYTES` is corrupt.
     """
     try:
-        raw = boundedread.read_limited(path, MAX_ENTRY_BYTES, follow_symlinks=False,
-                                       check=lambda st: check_safe(st, path))
+        return boundedread.read_limited(path, MAX_ENTRY_BYTES, follow_symlinks=False,
+                                        check=lambda st: check_safe(st, path))
     except FileNotFoundError:
         return None
     except boundedread.NotRegularFile as exc:
         raise UnsafeEntry(f"refusing to read {exc}; delete it") from None
     except boundedread.FileTooLarge as exc:
         raise CorruptEntry(str(exc)) from None
-    return decode(raw)
+
+
+def read(path: str) -> dict[str, Any] | None:
+    """The verified token dict at *path* (:func:`read_raw`, then :func:`decode`)."""
+    raw = read_raw(path)
+    return None if raw is None else decode(raw)
