@@ -6,8 +6,8 @@ implementation without either importing the other.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 __all__ = ["ensure_private_dir", "file_stamp", "write_atomic"]
@@ -40,7 +40,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     save, or a file system without that rule), an empty or short entry: its checksum fails, it
     is quarantined like any damaged entry and the token fetched again.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         try:
             view = memoryview(data)
@@ -48,12 +48,33 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
                 view = view[os.write(fd, view):]
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
         if durable:  # a cache that can be rebuilt (the fast path's index) skips the fsync
             os.fsync(fd)  # after the rename: commits the data and the new name together (see above)
     finally:
         os.close(fd)
+
+
+_TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new private file beside *path*: ``.<name>.<8 random hex digits>.tmp``.
+
+    The shape of :func:`tempfile.mkstemp`'s names (the file store's sweep recognises it), made
+    with one ``os.urandom`` and one exclusive ``open`` instead of mkstemp's name generator.
+    """
+    prefix = os.path.join(os.fspath(path.parent), f".{path.name}.")
+    for _ in range(100):
+        tmp = f"{prefix}{os.urandom(4).hex()}.tmp"
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def file_stamp(path: str) -> list[int] | None:
