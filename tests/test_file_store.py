@@ -148,6 +148,28 @@ def test_a_failed_write_leaves_the_old_entry_and_no_temporary_file(store: FileSt
     assert store.load(KEY) == make_token(1)
 
 
+@posix_only
+def test_a_load_trusts_only_the_bytes_it_saw_before(store: FileStore) -> None:
+    """A load that reads the bytes this store last saw skips decoding; any other bytes (another
+    process's save, a damaged or tampered file) are decoded and checked as always."""
+    store.save(KEY, make_token(1))
+    first = store.load(KEY)
+    assert first == make_token(1) and store.load(KEY) is first  # same bytes: the same object
+    other = FileStore(store.directory)  # another process saves a newer token
+    other.save(KEY, make_token(2))
+    assert store.load(KEY) == make_token(2)
+    path = store.path(KEY)
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"access-0002", b"access-0003"))  # same size, checksum broken
+    with store.lock(KEY):  # the lock holder moves a damaged entry aside
+        assert store.load(KEY) is None
+    assert not path.exists() and list(store.directory.glob("*.corrupt-*"))
+    path.write_bytes(raw)
+    os.chmod(path, 0o666)  # the same bytes as before, now writable by others: refused
+    with pytest.raises(StorageError, match="writable by group or others"):
+        store.load(KEY)
+
+
 def test_temporary_files_of_killed_writers_are_swept(store: FileStore) -> None:
     store.save(KEY, make_token(1))
 
@@ -170,7 +192,10 @@ def test_temporary_files_of_killed_writers_are_swept(store: FileStore) -> None:
     assert marker.stat().st_mode & 0o777 == 0o600
     stamp = time.time() - SWEEP_INTERVAL - 1
     os.utime(marker, (stamp, stamp))  # an hour later
-    store.save(KEY, make_token(2))  # sweeps what dead writers left, not a live writer's file
+    store.save(KEY, make_token(2))  # this store object looked at the marker under a minute ago
+    assert old.exists()
+    later = FileStore(store.directory)  # another process, an hour later
+    later.save(KEY, make_token(2))  # sweeps what dead writers left, not a live writer's file
     assert not old.exists() and not other_key.exists()
     assert recent.exists() and unrelated.exists()
     assert marker.stat().st_mtime > stamp + 1  # the next sweep is an hour away again

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import stat
 import sys
@@ -45,6 +46,8 @@ log = get_logger("tokenflow.store.file")
 LOCK_TIMEOUT = 120.0  # seconds; a refresh holding the lock longer than this is stuck
 STALE_TEMP_AGE = 60.0  # seconds; a write takes milliseconds: an older temp file is a dead writer's
 SWEEP_INTERVAL = 3600.0  # seconds between two sweeps of a token directory by saves
+SWEEP_CHECK_INTERVAL = 60.0  # seconds between two looks at the marker by one store object
+MAX_REMEMBERED_KEYS = 1024  # per store object: paths and last-seen entries of the keys it served
 SWEEP_MARKER = ".swept"  # its mtime says when the directory was last swept (keys never start with .)
 
 OPTIONS_SCHEMA: Mapping[str, Any] = {
@@ -240,6 +243,11 @@ class FileStore:
         self.lock_timeout = lock_timeout
         self._held: set[str] = set()  # keys whose lock this process holds
         self._dir_ready = False  # the directory was made private once; a save need not stat it
+        self._paths: dict[str, Path] = {}
+        # per key, the bytes last read or written and the Token they decode to: a load that
+        # reads the same bytes again skips the checksum, the JSON and the token's checks
+        self._known: dict[str, tuple[bytes, Token]] = {}
+        self._sweep_checked = -math.inf  # monotonic time of this process's last look at the marker
 
     def _ensure_directory(self) -> None:
         if not self._dir_ready:
@@ -247,9 +255,20 @@ class FileStore:
             self._dir_ready = True
 
     def path(self, key: str) -> Path:
-        if not key or "/" in key or "\0" in key or key.startswith("."):
-            raise StorageError(f"invalid cache key {key!r}")
-        return self.directory / f"{key}.json"
+        path = self._paths.get(key)
+        if path is None:
+            if not key or "/" in key or "\0" in key or key.startswith("."):
+                raise StorageError(f"invalid cache key {key!r}")
+            path = self.directory / f"{key}.json"
+            if len(self._paths) >= MAX_REMEMBERED_KEYS:
+                self._paths.clear()
+            self._paths[key] = path
+        return path
+
+    def _remember(self, key: str, raw: bytes, token: Token) -> None:
+        if len(self._known) >= MAX_REMEMBERED_KEYS:
+            self._known.clear()
+        self._known[key] = (raw, token)
 
     def fast_path_file(self, key: str) -> str | None:
         """The file holding *key*'s token (the CLI's fast path reads it directly)."""
@@ -258,8 +277,15 @@ class FileStore:
     def load(self, key: str) -> Token | None:
         path = self.path(key)
         try:
-            data = cachefile.read(str(path))
-            return None if data is None else Token.from_dict(data)
+            raw = cachefile.read_raw(str(path))
+            if raw is None:
+                return None
+            known = self._known.get(key)
+            if known is not None and known[0] == raw:
+                return known[1]
+            token = Token.from_dict(cachefile.decode(raw))
+            self._remember(key, raw, token)
+            return token
         except cachefile.UnsafeEntry as exc:
             raise StorageError(str(exc)) from None
         except (cachefile.CorruptEntry, ValueError) as exc:
@@ -300,10 +326,15 @@ class FileStore:
                 write_atomic(path, data)
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
-        sweep_if_due(self.directory)
+        self._remember(key, data, token)
+        now = time.monotonic()
+        if now - self._sweep_checked >= SWEEP_CHECK_INTERVAL:  # not even a stat on most saves
+            self._sweep_checked = now
+            sweep_if_due(self.directory)
 
     def delete(self, key: str) -> None:
         path = self.path(key)
+        self._known.pop(key, None)
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:
