@@ -437,3 +437,16 @@ def test_isolation_part_1_remembers_a_canary() -> None:
 def test_isolation_part_2_the_canary_is_forgotten() -> None:
     """The fixture put the remembered set back, so this module does not scrub other tests."""
     assert scrub(f"x {CANARY} y") == f"x {CANARY} y"
+
+
+# -- the form encoder of token requests -----------------------------------------------------------
+@fuzz(300)
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=40), max_size=5))
+@example({"grant_type": "refresh_token", "refresh_token": "a-b_c.d~e"})
+@example({"scope": "read write", "redirect_uri": "http://127.0.0.1:8080/cb?x=1&y=é"})
+def test_form_urlencode_gives_urlencodes_bytes(fields: dict[str, str]) -> None:
+    from urllib.parse import urlencode
+
+    from tokenflow.wire import form_urlencode
+
+    assert form_urlencode(fields) == urlencode(fields)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeGuard
 
+from tokenflow.base import cachefile
 from tokenflow.base.freshness import refresh_at
 from tokenflow.base.tokensyntax import b64token_problem
 from tokenflow.errors import TokenRequestError
@@ -197,7 +198,7 @@ def _excerpt(body: bytes) -> str:
 
 def _decode_json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        data = json.loads(body)
+        data = cachefile.loads(body)  # json.loads, through the C scanner directly for UTF-8
     except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import functools
 from collections.abc import Mapping
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus
 
 from tokenflow.plugins.contracts import DialectRegistrar, HttpRequest
 from tokenflow.plugins.hookspecs import hookimpl
 from tokenflow.tokens import Token
+from tokenflow.wire import form_urlencode
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -56,7 +57,7 @@ class RFC6749Dialect:
         client_auth: str,
     ) -> HttpRequest:
         headers, form = form_with_client(params, client_id, client_secret, client_auth)
-        return HttpRequest("POST", token_url, headers, urlencode(form).encode("ascii"))
+        return HttpRequest("POST", token_url, headers, form_urlencode(form).encode("ascii"))
 
     def revoke_request(
         self,
@@ -72,7 +73,7 @@ class RFC6749Dialect:
         else:
             params = {"token": token.access_token, "token_type_hint": "access_token"}
         headers, form = form_with_client(params, client_id, client_secret, client_auth)
-        return HttpRequest("POST", revoke_url, headers, urlencode(form).encode("ascii"))
+        return HttpRequest("POST", revoke_url, headers, form_urlencode(form).encode("ascii"))
 
 
 @hookimpl

@@ -10,17 +10,18 @@ Revocation is ``DELETE`` to ``revoke_url`` with ``{token}`` replaced by the acce
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from tokenflow.plugins.contracts import DialectRegistrar, HttpRequest
 from tokenflow.plugins.hookspecs import hookimpl
 from tokenflow.tokens import Token
+from tokenflow.wire import form_urlencode
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:
     """Append *params* to *url*'s query string, keeping any query it already has."""
     parts = urlsplit(url)
-    query = urlencode(params)
+    query = form_urlencode(params)
     if parts.query:
         query = f"{parts.query}&{query}"
     return urlunsplit(parts._replace(query=query))

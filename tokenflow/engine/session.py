@@ -211,17 +211,22 @@ class TokenSession:
         is a directory) is an ordinary condition of the machine, so it becomes a
         :class:`StorageError` naming the store, whatever store plugin raised it.
         """
-        stack = contextlib.ExitStack()
+        lock = self.store.lock(self.cache_key)
         try:
-            stack.enter_context(self.store.lock(self.cache_key))
+            lock.__enter__()
         except OSError as exc:
             raise StorageError(
                 f"profile {self.profile.name!r}: cannot lock the {self.profile.store.name!r} "
                 f"token store: {exc.strerror or type(exc).__name__}"
                 f"{f' ({exc.filename})' if exc.filename else ''}"
             ) from None
-        with stack:
+        try:
             yield
+        except BaseException:
+            if not lock.__exit__(*sys.exc_info()):
+                raise
+        else:
+            lock.__exit__(None, None, None)
 
     def _after_fork_in_child(self) -> None:
         """Forget the connection pools: the parent's sockets are not the child's to use."""
