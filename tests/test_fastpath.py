@@ -167,6 +167,10 @@ def test_a_cache_hit_imports_nothing_heavy_and_makes_no_request(
     assert second.stdout == first.stdout
     assert "tokenflow.cli.fast.index" in second.modules
     assert server.counts["token"] == 0
+    # nor the standard library's costly corners: each of these once crept in through a
+    # module the fast path shares with the writers (pathlib ~4 ms, tempfile ~5 ms with shutil)
+    slow = {"pathlib", "tempfile", "shutil", "random", "json", "hashlib", "hmac", "argparse"}
+    assert not slow & second.modules, sorted(slow & second.modules)
 
 
 def test_files_appearing_in_the_working_directory_keep_the_fast_path(

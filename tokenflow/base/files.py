@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pathlib costs milliseconds to import, and the CLI's fast path imports this
+    from pathlib import Path
 
 __all__ = ["ensure_private_dir", "file_stamp", "write_atomic"]
 

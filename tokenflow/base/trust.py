@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 
 from tokenflow.base.boundedread import read_limited
 from tokenflow.base.cachefile import UnsafeEntry, check_safe, sha256
@@ -102,6 +101,8 @@ def load_key(path: str, *, create: bool) -> bytes | None:
         return key
     if not create:
         return None
+    import tempfile  # only the first run makes a key: the fast path never pays for tempfile
+
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".key.", suffix=".tmp")
     try:
