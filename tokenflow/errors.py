@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "REFUSED_REFRESH_ERRORS",
     "ConfigError",
     "ConfigIssue",
     "CredentialError",
@@ -118,6 +119,16 @@ class TokenRequestError(TokenflowError):
         self.status = status
         self.body_excerpt = body_excerpt
         super().__init__(message)
+
+    @property
+    def refused_refresh(self) -> bool:
+        """Whether the server refused the refresh token itself (RFC 6749 section 5.2:
+        ``invalid_grant``; some servers say ``invalid_token``), rather than anything else: the
+        one answer after which signing in again, not retrying, is what helps."""
+        return self.error in REFUSED_REFRESH_ERRORS
+
+
+REFUSED_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token"})
 
 
 class ReauthenticationRequired(TokenRequestError):

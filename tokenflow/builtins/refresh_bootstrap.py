@@ -42,9 +42,6 @@ OPTIONS_SCHEMA: Final[Mapping[str, Any]] = {
     "required": ["refresh_token"],
 }
 
-REFUSED: Final = frozenset({"invalid_grant", "invalid_token"})
-
-
 class RefreshTokenBootstrap:
     """``grant: refresh_token``: see the module docstring."""
 
@@ -60,7 +57,7 @@ class RefreshTokenBootstrap:
         try:
             token = context.request_token({"grant_type": "refresh_token", "refresh_token": value})
         except TokenRequestError as exc:
-            if exc.error not in REFUSED:
+            if not exc.refused_refresh:
                 raise
             raise ReauthenticationRequired(
                 f"profile {context.profile!r}: the server refused the configured refresh token "

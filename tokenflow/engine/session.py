@@ -53,6 +53,7 @@ from tokenflow.engine.discovery import Discovery
 from tokenflow.engine.identity import cache_key, user_identity
 from tokenflow.engine.placement import QUERY, place
 from tokenflow.errors import (
+    REFUSED_REFRESH_ERRORS,
     ConfigError,
     CredentialError,
     ReauthenticationRequired,
@@ -80,7 +81,6 @@ __all__ = [
     "classify",
 ]
 
-REFUSED_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token"})
 STALE_RETRY_INTERVAL = 5.0  # seconds between refresh attempts while serving a stale token
 
 Clock = Callable[[], float]
@@ -392,7 +392,7 @@ class TokenSession:
         try:
             return self._refresh(token), EventKind.REFRESHED
         except TokenRequestError as exc:
-            if exc.error not in REFUSED_REFRESH_ERRORS:
+            if not exc.refused_refresh:
                 raise
             self._emit(EventKind.REFRESH_REJECTED, token, started, error=exc.error)
             sibling = self.store.load(self.cache_key)
