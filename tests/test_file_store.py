@@ -245,6 +245,39 @@ def test_lock_excludes_another_process(store: FileStore) -> None:
 
 
 @posix_only
+def test_waiting_for_a_writer_returns_when_it_lets_go_and_never_takes_the_lock(
+    tmp_path: Path, store: FileStore
+) -> None:
+    assert store.wait_for_writer(KEY, 5.0) is False  # no lock file yet: nobody renews
+    with store.lock(KEY):
+        pass
+    assert store.wait_for_writer(KEY, 5.0) is False  # a lock file nobody holds
+    proc = _hold_lock(store, 1.0)
+    try:
+        waiters = [FileStore(store.directory) for _ in range(4)]  # as four other processes
+        answers: list[bool] = []
+        threads = [threading.Thread(target=lambda w=w: answers.append(w.wait_for_writer(KEY, 30)))
+                   for w in waiters]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert answers == [True] * 4
+        assert _read_line(proc, timeout=0) == "releasing"  # they returned only after it let go
+    finally:
+        proc.wait(timeout=30)
+    short = FileStore(tmp_path / "short", lock_timeout=0.3)
+    proc = _hold_lock(short, 5.0)
+    try:
+        started = time.monotonic()
+        assert short.wait_for_writer(KEY, 30.0) is False  # bounded by the store's lock_timeout
+        assert time.monotonic() - started < 4.5
+    finally:
+        proc.kill()  # the process this test started
+        proc.wait(timeout=30)
+
+
+@posix_only
 def test_lock_times_out_with_a_storage_error(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "tokens", lock_timeout=0.3)
     proc = _hold_lock(store, 5.0)

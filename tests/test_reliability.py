@@ -245,6 +245,60 @@ def test_single_flight_32_threads_in_process(
     assert server.in_flight_max == 1
 
 
+@posix_only
+def test_a_caller_waits_for_another_processs_renewal_and_reads_it_without_the_lock(
+    tokenflow_server_factory: ServerFactory, write_config: WriteConfig
+) -> None:
+    """The engine waits for the holder of the store's lock (a shared flock, which all waiters
+    get at once) and reads the token it saved; it takes the lock itself only if that token is
+    not fresh. Here a "process" (another store object with its own lock descriptor) renews."""
+    server = tokenflow_server_factory()
+    config = write_config(profile_yaml(server, extra_profile={"refresh_margin": 60}))
+    session = session_for(config)
+    session.token()
+    make_expiring(session)
+    directory = file_store(session).directory
+    renewed = Token("renewed-by-the-other-process", "Bearer", time.time() + 3600, time.time(),
+                    "rt-renewed")
+    locked, done = threading.Event(), threading.Event()
+
+    def other_process() -> None:
+        other = FileStore(directory)
+        with other.lock(session.cache_key):
+            locked.set()
+            time.sleep(0.3)  # renewing; the caller below must wait for it, not go around it
+            other.save(session.cache_key, renewed)
+        done.set()
+
+    class CountingStore(FileStore):
+        locks = 0
+
+        def lock(self, key: str) -> Any:
+            CountingStore.locks += 1
+            return super().lock(key)
+
+    waiter = load_config(config).session("prod", store=CountingStore(directory))
+    server.reset_counts()
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    try:
+        assert locked.wait(30)
+        token = waiter.token()
+    finally:
+        thread.join(timeout=30)
+    assert done.is_set()
+    assert token.access_token == "renewed-by-the-other-process"
+    assert CountingStore.locks == 0  # read after the holder let go, without taking the lock
+    assert server.counts["token"] == 0
+
+    session.force_refresh()  # a token the server knows again
+    make_expiring(session)  # and nobody renewing: a caller takes the lock and refreshes itself
+    alone = load_config(config).session("prod", store=CountingStore(directory))
+    server.reset_counts()
+    assert alone.token().access_token != "renewed-by-the-other-process"
+    assert CountingStore.locks == 1 and server.counts["token"] == 1
+
+
 # -- 2. rotation-safe ----------------------------------------------------------------------------
 def test_rotated_refresh_token_is_on_disk_before_the_token_is_handed_out(
     tokenflow_server_factory: ServerFactory, write_config: WriteConfig

@@ -159,7 +159,7 @@ def _open_lock_file(lock_path: str) -> int:
     return fd
 
 
-def _wait_for_flock(fd: int, timeout: float) -> bool:
+def _wait_for_flock(fd: int, timeout: float, operation: int | None = None) -> bool:
     """Block in ``flock`` in a helper thread until the holder lets go or *timeout* passes.
 
     ``flock`` wakes a waiter the moment the lock is released, where a poll (filelock polls
@@ -167,10 +167,12 @@ def _wait_for_flock(fd: int, timeout: float) -> bool:
     waits for the refresh, so that latency is the whole cost. The helper thread lets the wait
     have a deadline. If the deadline passes first, the descriptor becomes the helper's: it
     closes it (releasing the lock at once) whenever its ``flock`` returns. Returns whether the
-    lock is held.
+    lock is held. *operation* is ``LOCK_EX`` (the default) or ``LOCK_SH``.
     """
     import fcntl
 
+    if operation is None:
+        operation = fcntl.LOCK_EX
     guard = threading.Lock()
     done = threading.Event()
     outcome: list[OSError | None] = []  # [None] locked, [error] failed, [] still waiting
@@ -179,7 +181,7 @@ def _wait_for_flock(fd: int, timeout: float) -> bool:
     def wait() -> None:
         error: OSError | None = None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, operation)
         except OSError as exc:
             error = exc
         with guard:
@@ -199,6 +201,37 @@ def _wait_for_flock(fd: int, timeout: float) -> bool:
         os.close(fd)
         raise outcome[0]
     return True
+
+
+def wait_for_lock_holder(lock_path: str, timeout: float) -> bool:
+    """Wait until nobody holds the exclusive ``flock`` on *lock_path*; whether somebody did.
+
+    Waits for a *shared* lock, which every waiter gets at the same moment the holder lets go
+    (waiters for the exclusive lock are let in one at a time), then drops it at once. A lock
+    file that does not exist, or cannot be opened, means nobody holds it. ``False`` also when
+    *timeout* passes first.
+    """
+    import fcntl
+
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(lock_path, flags)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass
+    except OSError:
+        os.close(fd)
+        return False
+    else:
+        release_lock_file(fd)
+        return False
+    if _wait_for_flock(fd, timeout, fcntl.LOCK_SH):
+        release_lock_file(fd)
+        return True
+    return False
 
 
 def acquire_lock_file(lock_path: str, timeout: float) -> int | None:
@@ -340,6 +373,12 @@ class FileStore:
         except OSError as exc:
             raise StorageError(f"cannot delete {path}: {exc.strerror or exc}") from None
         sweep_temp_files(path, 0)  # a killed writer's copy of the token goes too
+
+    def wait_for_writer(self, key: str, timeout: float) -> bool:
+        """See :class:`~tokenflow.plugins.contracts.WriterAwareStore` (POSIX ``flock`` only)."""
+        if sys.platform == "win32":
+            return False
+        return wait_for_lock_holder(f"{self.path(key)}.lock", min(timeout, self.lock_timeout))
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:

@@ -64,7 +64,13 @@ from tokenflow.errors import (
 )
 from tokenflow.events import EventKind, TokenEvent
 from tokenflow.keyedlocks import KeyedLocks
-from tokenflow.plugins.contracts import HttpRequest, HttpResponse, PluginContext, TokenStore
+from tokenflow.plugins.contracts import (
+    HttpRequest,
+    HttpResponse,
+    PluginContext,
+    TokenStore,
+    WriterAwareStore,
+)
 from tokenflow.plugins.host import PluginHost
 from tokenflow.redact import Secret, get_logger, install_log_filters, printable
 from tokenflow.tokens import Token, next_step, parse_token_response
@@ -82,6 +88,9 @@ __all__ = [
 ]
 
 STALE_RETRY_INTERVAL = 5.0  # seconds between refresh attempts while serving a stale token
+# seconds a caller waits for another thread's renewal before queueing on the key's lock itself
+# (a sign-in can take minutes; a refresh takes milliseconds)
+FLIGHT_WAIT = 5.0
 
 Clock = Callable[[], float]
 EventCallback = Callable[[TokenEvent], None]
@@ -188,6 +197,8 @@ class TokenSession:
             entry = plugins.store(profile.store.name)
             store = entry.factory(profile.store.options, self._context(profile.store.base_dir))
         self.store = store
+        self._writer_aware: WriterAwareStore | None = (
+            store if isinstance(store, WriterAwareStore) else None)
         self._transport: Any = None
         self._discovery_instance: Discovery | None = None
         # The hot path reads these two without a lock. Writers set the token first and the
@@ -195,6 +206,9 @@ class TokenSession:
         # least as new as the one it belongs to; forgetting only moves the deadline.
         self._fresh_token: Token | None = None
         self._fresh_until = -math.inf
+        # set while a thread renews this session's token; the others wait on it together (see
+        # _obtain) rather than queueing on the lock, which wakes them one at a time
+        self._flight: threading.Event | None = None
         _sessions.add(self)
 
     @property
@@ -229,8 +243,10 @@ class TokenSession:
             lock.__exit__(None, None, None)
 
     def _after_fork_in_child(self) -> None:
-        """Forget the connection pools: the parent's sockets are not the child's to use."""
+        """Forget the connection pools (the parent's sockets are not the child's to use) and any
+        renewal a parent thread had in flight (no thread of the child will finish it)."""
         self._transport = None
+        self._flight = None
 
     # -- the hot path --------------------------------------------------------------------------
     def token(self) -> Token:
@@ -342,23 +358,52 @@ class TokenSession:
 
     def _obtain(self, *, force: bool) -> Token:
         started = time.perf_counter()
+        if not force:
+            flight = self._flight
+            if flight is not None:  # another thread is renewing: wait for it with the others
+                flight.wait(FLIGHT_WAIT)
+                if self._clock() < self._fresh_until:
+                    return self._fresh_token  # type: ignore[return-value]  # set before the deadline
         try:
             with self._lock:
                 if not force:
                     fresh = self._fresh_token
                     if fresh is not None and self._clock() < self._fresh_until:
                         return fresh  # another thread did the work while we waited
-                    token = self.store.load(self.cache_key)
-                    if classify(token, self._clock(), self.profile.refresh_margin) is State.FRESH:
-                        assert token is not None
-                        self._emit(EventKind.CACHE_HIT, token, started)
-                        return self._remember(token)
-                self._get_transport()  # import urllib3/ssl before the lock: waiters must not wait for it
-                with self._store_lock():
-                    return self._obtain_locked(force, started)
+                flight = self._flight = threading.Event()
+                try:
+                    return self._obtain_in_flight(force, started)
+                finally:
+                    self._flight = None
+                    flight.set()
         except TokenflowError as exc:
             self._emit(EventKind.FAILED, None, started, error=_error_code(exc))
             raise
+
+    def _obtain_in_flight(self, force: bool, started: float) -> Token:
+        """The work of :meth:`_obtain` once this thread holds the key's lock and others wait."""
+        if not force:
+            cached = self._fresh_in_store(started)
+            # another process may be renewing it right now: wait with the other processes and
+            # read what it saved, instead of taking its lock one process after another
+            writer_aware = self._writer_aware
+            if cached is None and writer_aware is not None \
+                    and writer_aware.wait_for_writer(self.cache_key, FLIGHT_WAIT):
+                cached = self._fresh_in_store(started)
+            if cached is not None:
+                return cached
+        self._get_transport()  # import urllib3/ssl before the lock: waiters must not wait for it
+        with self._store_lock():
+            return self._obtain_locked(force, started)
+
+    def _fresh_in_store(self, started: float) -> Token | None:
+        """The store's token if it is fresh (remembered, and reported as a cache hit)."""
+        token = self.store.load(self.cache_key)
+        if classify(token, self._clock(), self.profile.refresh_margin) is not State.FRESH:
+            return None
+        assert token is not None
+        self._emit(EventKind.CACHE_HIT, token, started)
+        return self._remember(token)
 
     def _obtain_locked(self, force: bool, started: float) -> Token:
         token = self.store.load(self.cache_key)  # another process may have refreshed

@@ -22,6 +22,7 @@ from tokenflow.plugins.contracts import (
     StoreRegistrar,
     TokenStore,
     Watched,
+    WriterAwareStore,
 )
 from tokenflow.plugins.hookspecs import hookimpl, hookspec
 
@@ -41,6 +42,7 @@ __all__ = [
     "StoreRegistrar",
     "TokenStore",
     "Watched",
+    "WriterAwareStore",
     "hookimpl",
     "hookspec",
 ]

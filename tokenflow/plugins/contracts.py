@@ -31,6 +31,7 @@ __all__ = [
     "StoreRegistrar",
     "TokenStore",
     "Watched",
+    "WriterAwareStore",
 ]
 
 
@@ -83,6 +84,25 @@ class FastPathStore(Protocol):
 
     def fast_path_file(self, key: str) -> str | None:
         """The absolute path of the cache file holding *key*'s token, or ``None``."""
+
+
+@runtime_checkable
+class WriterAwareStore(Protocol):
+    """An optional capability of a :class:`TokenStore`: waiting for another process's renewal.
+
+    When many processes find a token expiring at once, one takes ``lock(key)`` and renews; the
+    others would take the lock one after the other just to read the new token, each woken only
+    when the one before it lets go. A store that can wait for the holder *without* taking the
+    lock (the file store waits for a shared ``flock``) lets them all wake together and read the
+    token the holder saved; they take the lock only if it is still not fresh.
+    """
+
+    def wait_for_writer(self, key: str, timeout: float) -> bool:
+        """Wait (at most *timeout* seconds) until no process holds *key*'s lock.
+
+        Returns whether one did, so the caller should read the store again; ``False`` when
+        nobody held it, or the wait timed out (the caller then takes the lock as usual).
+        """
 
 
 @dataclass(frozen=True, slots=True)
