@@ -6,7 +6,6 @@ implementation without either importing the other.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 TYPE_CHECKING = False
@@ -51,8 +50,10 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
                 view = view[os.write(fd, view):]
             os.replace(tmp, path)
         except BaseException:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib would cost the CLI's cached path an import
                 os.unlink(tmp)
+            except OSError:
+                pass
             raise
         if durable:  # a cache that can be rebuilt (the fast path's index) skips the fsync
             os.fsync(fd)  # after the rename: commits the data and the new name together (see above)

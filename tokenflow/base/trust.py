@@ -18,7 +18,6 @@ every ``tokenflow token``): HMAC-SHA256 is built on the interpreter's own SHA-25
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -101,7 +100,8 @@ def load_key(path: str, *, create: bool) -> bytes | None:
         return key
     if not create:
         return None
-    import tempfile  # only the first run makes a key: the fast path never pays for tempfile
+    import contextlib  # only the first run makes a key: the fast path never pays for these
+    import tempfile
 
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".key.", suffix=".tmp")
