@@ -67,6 +67,9 @@ class _Observer:
         if line is not None and event.kind is EventKind.RETRIED:
             line.retried(event.detail, event.retry_in)
 
+    # only retries move the line: no other event needs to be built for it (see the hook's spec)
+    tokenflow_event.wants = lambda kind: kind is EventKind.RETRIED  # type: ignore[attr-defined]
+
 
 def plugin_host() -> PluginHost | None:
     """A plugin host with the progress observer, or ``None`` (the default host) when there is
