@@ -175,7 +175,10 @@ def bench_cli_renewal(server: EmbeddedServer, settings: Settings, work: Path) ->
     home.mkdir()
     env = child_env(home / "cache", home)
     info = ServerInfo.of(server)
-    (home / "tokenflow.yaml").write_text(config_text(info, dialect="rfc6749"), encoding="utf-8")
+    # the secret from a variable: a literal one in the YAML keeps renewals on the full path
+    env["BENCH_CLIENT_SECRET"] = info.client_secret
+    (home / "tokenflow.yaml").write_text(
+        config_text(info, dialect="rfc6749", secret_env="BENCH_CLIENT_SECRET"), encoding="utf-8")
     _compile_package(result)
     refresh_cmd = [*console_script(), "token", "--force-refresh", PROFILE]
     checked_run("tokenflow token", [*console_script(), "token", PROFILE], env, home)

@@ -12,6 +12,11 @@ top of that, anything that parsers are known to read differently is refused outr
 than interpreted: user-info (``user@host``), backslashes, whitespace, control and non-ASCII
 characters, and percent signs in the host.
 
+The request and reply records (:class:`HttpRequest`, :class:`HttpResponse`) live here too: a
+dialect plugin builds the one (``tokenflow.plugins.contracts`` re-exports both) and the
+transport hands back the other, and the transport must not load the plugin contracts (their
+``Protocol`` classes cost milliseconds the CLI's renewal path does not have).
+
 Nothing here echoes a refused value: URLs can carry passwords (Team Server's query string) and
 header values API keys; messages say what is wrong and where, never what the value was.
 """
@@ -20,9 +25,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["ServerUrl", "header_problem", "is_loopback_host", "parse_server_url"]
+__all__ = ["HttpRequest", "HttpResponse", "ServerUrl", "header_problem", "is_loopback_host",
+           "parse_server_url"]
 
 # RFC 7230 section 3.2.6: token = 1*tchar
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -129,3 +137,22 @@ def header_problem(name: str, value: str) -> str | None:
         return (f"the value of header {name} has {what} at position {index + 1}; "
                 "header values must be printable ASCII on one line")
     return f"the value of header {name} starts or ends with whitespace"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A request a dialect built: the transport sends it as it is."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A reply as the transport hands it back: bounded body, case-insensitive ``headers``."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes

@@ -8,7 +8,7 @@ than :data:`THRESHOLD` seconds for the server, stderr shows (and keeps rewriting
 and the line is erased when the wait ends, before anything else is printed. When stderr is
 not a terminal (a script, CI, ``2>file``) nothing is shown and nothing is set up.
 
-It is driven by the engine's events: the CLI registers :class:`_Observer` as an extra plugin of
+It is driven by the engine's events: the CLI registers an observer (:func:`_observer`) as an extra plugin of
 the config's plugin host, and the ``retried`` events it receives fill in "retry n of m". Time
 spent inside a secret source (a ``prompt``, a ``command`` asking for a passphrase) is not
 waiting for the server: the line is paused and erased meanwhile, so it never writes over a
@@ -28,12 +28,10 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from tokenflow.events import EventKind, TokenEvent
-from tokenflow.plugins.hookspecs import hookimpl
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tokenflow.config.model import Profile
+    from tokenflow.events import TokenEvent
     from tokenflow.plugins.host import PluginHost
 
 __all__ = ["PLUGIN_NAME", "THRESHOLD", "LineClearingHandler", "enabled", "plugin_host", "watch"]
@@ -56,16 +54,25 @@ def enabled() -> bool:
         return False
 
 
-class _Observer:
-    """The ``tokenflow_event`` observer that feeds the line; registered by :func:`plugin_host`."""
+def _observer() -> object:
+    """The ``tokenflow_event`` observer that feeds the line (registered by :func:`plugin_host`).
 
-    __name__ = PLUGIN_NAME
+    Defined on first use: ``hookimpl`` comes from pluggy, which the CLI's renewal path (it
+    shares this module's log handler) must not import, nor the events module.
+    """
+    from tokenflow.events import EventKind
+    from tokenflow.plugins.hookspecs import hookimpl
 
-    @hookimpl
-    def tokenflow_event(self, event: TokenEvent) -> None:
-        line = _current
-        if line is not None and event.kind is EventKind.RETRIED:
-            line.retried(event.detail, event.retry_in)
+    class _Observer:
+        __name__ = PLUGIN_NAME
+
+        @hookimpl
+        def tokenflow_event(self, event: TokenEvent) -> None:
+            line = _current
+            if line is not None and event.kind is EventKind.RETRIED:
+                line.retried(event.detail, event.retry_in)
+
+    return _Observer()
 
 
 def plugin_host() -> PluginHost | None:
@@ -75,7 +82,7 @@ def plugin_host() -> PluginHost | None:
         return None
     from tokenflow.plugins.host import build_plugin_host
 
-    return build_plugin_host(extra_plugins=[_Observer()])
+    return build_plugin_host(extra_plugins=[_observer()])
 
 
 class _Line:
