@@ -371,3 +371,31 @@ def test_no_secret_in_stderr_or_debug_logs(
     for secret in (server.default_client.secret, old["refresh_token"], new["refresh_token"],
                    new["access_token"]):
         assert secret not in run.stderr
+
+
+# -- on a terminal -------------------------------------------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_on_a_terminal_the_renewal_path_draws_the_waiting_line(
+        tmp_path: Path, cache_dir: Path, tokenflow_server_factory: ServerFactory,
+        write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_cli import _stderr_on_a_terminal, error_response_503
+
+    slow = tokenflow_server_factory(latency=2.0, rotate_refresh_tokens=True)
+    cli = make_cli(tmp_path, cache_dir, slow, write_config, dialect="rfc6749",
+                   extra_server={"retries": 2})
+    first_token(cli)
+    slow.script(error_response_503())
+    slow.reset_counts()
+    for name, value in cli.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # on the terminal too: which path ran
+    code, out, terminal = _stderr_on_a_terminal(["token", "prod", "--force-refresh"])
+    text = terminal.decode()
+    assert code == 0, text
+    assert out == cli.token()["access_token"] + "\n"
+    assert "\r\x1b[Ktokenflow: waiting for the token endpoint at 127.0.0.1 (profile prod)" in text
+    assert "retry 1 of 2 (HTTP 503)" in text
+    imported = {line.rsplit("|", 1)[-1].strip() for line in text.splitlines()
+                if "import time:" in line}
+    assert "urllib3" in imported and "yaml" not in imported and "pluggy" not in imported
+    assert slow.counts["refresh_token"] == 2  # the 503, then the retry: one renewal

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from tokenflow.events import TokenEvent
     from tokenflow.plugins.host import PluginHost
 
-__all__ = ["PLUGIN_NAME", "THRESHOLD", "LineClearingHandler", "enabled", "plugin_host", "watch"]
+__all__ = ["PLUGIN_NAME", "THRESHOLD", "LineClearingHandler", "enabled", "plugin_host", "watch",
+           "watch_request"]
 
 PLUGIN_NAME = "tokenflow.cli.progress"
 THRESHOLD = 1.0  # seconds of waiting before the line appears
@@ -88,11 +89,11 @@ def plugin_host() -> PluginHost | None:
 class _Line:
     """The state of one wait and the thread that draws it."""
 
-    def __init__(self, what: str, profile: Profile) -> None:
-        url = profile.server.token_url or profile.server.issuer or ""
-        host = urlsplit(url).hostname or profile.server.name
-        self.label = f"waiting for the {what} at {host} (profile {profile.name})"
-        self.retries = profile.server.retries
+    def __init__(self, what: str, url: str | None, server: str, profile: str,
+                 retries: int) -> None:
+        host = urlsplit(url or "").hostname or server
+        self.label = f"waiting for the {what} at {host} (profile {profile})"
+        self.retries = retries
         self.attempt = 0
         self.detail = ""
         self.next_try: float | None = None
@@ -178,15 +179,44 @@ def _pausing(resolver: Callable[..., Any], line: _Line) -> Callable[..., Any]:
 @contextmanager
 def watch(host: PluginHost, profile: Profile, what: str) -> Iterator[None]:
     """Show the line while the block waits on *profile*'s server (*what*: "token endpoint")."""
-    global _current
     if not enabled():
         yield
         return
-    line = _Line(what, profile)
+    server = profile.server
+    line = _Line(what, server.token_url or server.issuer, server.name, profile.name,
+                 server.retries)
     sources: dict[str, Any] = getattr(host, "sources", {})
     originals = dict(sources)
     for name, entry in originals.items():
         sources[name] = dataclasses.replace(entry, resolver=_pausing(entry.resolver, line))
+    try:
+        with _shown(line):
+            yield
+    finally:
+        sources.update(originals)
+
+
+@contextmanager
+def watch_request(what: str, url: str, server: str, profile: str,
+                  retries: int) -> Iterator[Callable[[str, float], None]]:
+    """The same line for a request sent without a plugin host (the CLI's renewal path, which
+    resolves no secret that could prompt): yields the ``on_retry`` observer to hand to
+    :meth:`tokenflow.transport.Transport.send`, which fills in "retry n of m"."""
+    if not enabled():
+        yield _no_line
+        return
+    line = _Line(what, url, server, profile, retries)
+    with _shown(line):
+        yield line.retried
+
+
+def _no_line(why: str, wait: float) -> None:
+    """The ``on_retry`` of a request watched where no line can be shown."""
+
+
+@contextmanager
+def _shown(line: _Line) -> Iterator[None]:
+    global _current
     _current = line
     line.start()
     try:
@@ -194,7 +224,6 @@ def watch(host: PluginHost, profile: Profile, what: str) -> Iterator[None]:
     finally:
         _current = None
         line.stop()
-        sources.update(originals)
 
 
 class LineClearingHandler(logging.StreamHandler):  # type: ignore[type-arg]

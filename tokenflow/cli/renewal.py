@@ -20,10 +20,10 @@ renewal`, never a secret value), and this module renews from it:
 
 Anything else returns ``None`` and the full path answers, as if this path did not exist: no
 refresh token, a refused refresh, a server or network error, a token file that is damaged or
-unsafe, a lock that cannot be had, a secret that cannot be read, a terminal on stderr (the full
-path draws its progress line there). A refused or failed refresh is thus sent once more by the
-full path (see docs/renewal.md); a refresh token the server refused stays refused, so the
-result is the full path's.
+unsafe, a lock that cannot be had, a secret that cannot be read. (On a terminal it draws the
+full path's waiting line: :func:`tokenflow.cli.progress.watch_request`.) A refused or failed
+refresh is thus sent once more by the full path (see docs/renewal.md); a refresh token the
+server refused stays refused, so the result is the full path's.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from tokenflow.cli.fast.index import Found
     from tokenflow.tokens import Token
+    from tokenflow.transport import RetryObserver
 
 __all__ = ["renewed_token_output"]
 
@@ -59,7 +60,7 @@ def renewed_token_output(argv: Sequence[str], setup_logging: Callable[[], None])
     if found is None:
         return None
     record = found.entry.get("renew")
-    if not isinstance(record, dict) or _progress_line_shown():
+    if not isinstance(record, dict):
         return None
     if not found.force:
         text = fast.fresh_output(found, found.token, time.time())
@@ -69,28 +70,26 @@ def renewed_token_output(argv: Sequence[str], setup_logging: Callable[[], None])
         return None  # nothing to refresh with: the profile's grant runs on the full path
     setup_logging()
     from tokenflow.base.flock import acquire_lock_file, release_lock_file
-
-    try:
-        fd = acquire_lock_file(str(record["lock_path"]), float(record["lock_timeout"]))
-    except OSError:
-        return None
-    if fd is None:
-        return None  # held too long: the full path waits and reports it in its own words
-    try:
-        return _renew_locked(found, record)
-    finally:
-        release_lock_file(fd)
-
-
-def _progress_line_shown() -> bool:
-    """Whether the full path would draw its waiting line (stderr is a terminal): this path
-    has no line, so it leaves such runs to the full path."""
     from tokenflow.cli import progress
 
-    return progress.enabled()
+    server = record["server"]
+    # on a terminal, the full path's waiting line: from the lock (another process may be
+    # renewing) to the reply, as the full path shows it around the session's work
+    with progress.watch_request("token endpoint", str(record["token_url"]), str(server["name"]),
+                                str(found.entry["profile"]), int(server["retries"])) as on_retry:
+        try:
+            fd = acquire_lock_file(str(record["lock_path"]), float(record["lock_timeout"]))
+        except OSError:
+            return None
+        if fd is None:
+            return None  # held too long: the full path waits and reports it in its own words
+        try:
+            return _renew_locked(found, record, on_retry)
+        finally:
+            release_lock_file(fd)
 
 
-def _renew_locked(found: Found, record: dict[str, Any]) -> str | None:
+def _renew_locked(found: Found, record: dict[str, Any], on_retry: RetryObserver) -> str | None:
     from pathlib import Path
 
     from tokenflow.base import cachefile, output
@@ -116,7 +115,8 @@ def _renew_locked(found: Found, record: dict[str, Any]) -> str | None:
     except (OSError, ValueError, LookupError):
         return None  # unset, unreadable: the full path says so in its own words
     try:
-        new = _refresh(record, token.refresh_token, token.scope or record["scope"], secret)
+        new = _refresh(record, token.refresh_token, token.scope or record["scope"], secret,
+                       on_retry)
     except (TokenflowError, LookupError, ValueError, TypeError):
         return None  # refused, failed or odd: the full path tries and reports in its own words
     try:
@@ -148,7 +148,7 @@ def _client_secret(spec: object) -> str | None:
 
 
 def _refresh(record: dict[str, Any], refresh_token: str, scope: str | None,
-             client_secret: str | None) -> Token:
+             client_secret: str | None, on_retry: RetryObserver) -> Token:
     """The refresh-token grant (RFC 6749 section 6), as the session sends it."""
     from tokenflow.base import oauthforms
     from tokenflow.tokens import parse_token_response
@@ -164,7 +164,7 @@ def _refresh(record: dict[str, Any], refresh_token: str, scope: str | None,
     transport = Transport(server)
     try:
         sent_at = time.time()
-        response = transport.send(request)
+        response = transport.send(request, on_retry=on_retry)
     finally:
         transport.close()
     return parse_token_response(
