@@ -229,8 +229,8 @@ def test_a_refused_refresh_falls_back_to_the_full_path(cli: Cli, server: Embedde
     server.reset_counts()
     run = cli.run("token", "prod", "--force-refresh")
     assert run.returncode == 0 and run.full, run.stderr
-    # the renewal path's refused try, the full path's own try, then its password grant
-    assert server.counts["refresh_token"] == 2 and server.counts["password"] == 1
+    # the renewal path's refused try, handed over: the full path does not ask again, it signs in
+    assert server.counts["refresh_token"] == 1 and server.counts["password"] == 1
     assert run.stdout == cli.token()["access_token"] + "\n"
 
 

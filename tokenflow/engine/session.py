@@ -78,6 +78,7 @@ __all__ = [
     "StatusReport",
     "TokenSession",
     "classify",
+    "note_refused_refresh",
 ]
 
 REFUSED_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token"})
@@ -107,6 +108,26 @@ def classify(token: Token | None, now: float, margin: float) -> State:
     if now >= token.refresh_at(margin):
         return State.EXPIRING
     return State.FRESH
+
+
+# refresh tokens this process already knows the server refused (see note_refused_refresh)
+_refused_refreshes: dict[str, TokenRequestError] = {}
+_MAX_REFUSED = 64
+
+
+def note_refused_refresh(refresh_token: str, error: TokenRequestError) -> None:
+    """Tell this process's sessions that the server refused *refresh_token* with *error*
+    (``invalid_grant`` or ``invalid_token``; anything else is ignored).
+
+    The next session about to send that refresh token takes the refusal as the server's answer
+    (events, re-reading the store, granting again: all as if it had asked) instead of asking
+    again. The CLI's renewal path calls this before it hands a refused refresh over to the
+    full path, so a refusal costs one request, not two.
+    """
+    if error.error in REFUSED_REFRESH_ERRORS:
+        if len(_refused_refreshes) >= _MAX_REFUSED:
+            _refused_refreshes.clear()
+        _refused_refreshes[refresh_token] = error
 
 
 # shared by every session of this process, so two sessions of one identity refresh once
@@ -385,6 +406,9 @@ class TokenSession:
         if token is None or not token.refresh_token:
             return self._grant(reason=None), EventKind.FETCHED
         try:
+            refused = _refused_refreshes.pop(token.refresh_token, None)
+            if refused is not None:
+                raise refused  # asked already in this process (note_refused_refresh)
             return self._refresh(token), EventKind.REFRESHED
         except TokenRequestError as exc:
             if exc.error not in REFUSED_REFRESH_ERRORS:
