@@ -245,18 +245,32 @@ def test_no_refresh_token_falls_back_to_the_grant(cli: Cli, server: EmbeddedServ
     assert server.counts["refresh_token"] == 0 and server.counts["password"] == 1
 
 
-def test_a_server_error_falls_back_and_the_full_path_reports_it(cli: Cli,
-                                                                server: EmbeddedServer) -> None:
+def test_a_server_error_is_reported_like_the_full_path_without_asking_again(
+        cli: Cli, server: EmbeddedServer) -> None:
     first_token(cli)
     server.fail_next(1, status=503)  # retries: 0 in the test config
     alone = cli.run("-v", "token", "prod", "--force-refresh")  # the full path by itself
-    server.fail_next(2, status=503)  # one for the renewal path, one for the full path
+    server.fail_next(1, status=503)
     server.reset_counts()
     run = cli.run("token", "prod", "--force-refresh")
     assert run.full and run.returncode == alone.returncode == 1
     error = [line for line in alone.stderr.splitlines() if line.startswith("tokenflow: error:")]
     assert run.stderr.splitlines() == error  # the same one line, nothing else
-    assert server.counts["token"] == 2
+    assert server.counts["token"] == 1  # handed over with its failure: not asked again
+
+
+def test_a_server_error_with_a_still_valid_token_serves_it_like_the_full_path(
+        cli: Cli, server: EmbeddedServer) -> None:
+    first_token(cli)
+    age(cli, expires_in=30)  # inside the margin, still valid
+    held = cli.token()["access_token"]
+    server.fail_next(1, status=503)
+    server.reset_counts()
+    run = cli.run("token", "prod")
+    assert run.returncode == 0 and run.full
+    assert run.stdout == held + "\n"  # the stale token, as the full path serves it
+    assert "tokenflow: warning:" in run.stderr and "503" in run.stderr
+    assert server.counts["token"] == 1
 
 
 def test_a_literal_secret_in_the_yaml_keeps_the_full_path(

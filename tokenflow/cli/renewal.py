@@ -21,10 +21,10 @@ renewal`, never a secret value), and this module renews from it:
 Anything else returns ``None`` and the full path answers, as if this path did not exist: no
 refresh token, a refused refresh, a server or network error, a token file that is damaged or
 unsafe, a lock that cannot be had, a secret that cannot be read. (On a terminal it draws the
-full path's waiting line: :func:`tokenflow.cli.progress.watch_request`.) A refused refresh is
-handed over with its refusal (:func:`tokenflow.engine.session.note_refused_refresh`): the full
-path does not ask again. A failed one (a 5xx, the network) is sent once more by the full path
-(see docs/renewal.md).
+full path's waiting line: :func:`tokenflow.cli.progress.watch_request`.) A refresh the server
+refused, or that got no usable answer (the network, a 5xx after the retries), is handed over
+with its failure (:func:`tokenflow.engine.session.note_failed_refresh`): the full path does not
+ask again (see docs/renewal.md).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _renew_locked(found: Found, record: dict[str, Any], on_retry: RetryObserver)
     from tokenflow.base import cachefile, output
     from tokenflow.base.files import write_atomic
     from tokenflow.cli.fast import index as fast
-    from tokenflow.errors import TokenflowError, TokenRequestError
+    from tokenflow.errors import TokenflowError, TokenRequestError, TransportError
     from tokenflow.tokens import Token
 
     token_path = str(found.entry["token_path"])
@@ -144,12 +144,13 @@ def _renew_locked(found: Found, record: dict[str, Any], on_retry: RetryObserver)
     try:
         new = _refresh(record, token.refresh_token, token.scope or record["scope"], secret,
                        on_retry)
-    except TokenRequestError as exc:
-        # refused (invalid_grant...): the full path's session takes this as its answer instead
-        # of asking again, and goes on as it would (re-read the store, grant again)
-        from tokenflow.engine.session import note_refused_refresh
+    except (TokenRequestError, TransportError) as exc:
+        # refused (invalid_grant...), or no usable answer (network, 5xx after the retries): the
+        # full path's session takes this as its answer instead of asking again, and goes on as
+        # it would (re-read the store and grant again; serve a still-valid token; or report)
+        from tokenflow.engine.session import note_failed_refresh
 
-        note_refused_refresh(token.refresh_token, exc)
+        note_failed_refresh(token.refresh_token, exc)
         return None
     except (TokenflowError, LookupError, ValueError, TypeError):
         return None  # failed or odd: the full path tries and reports in its own words

@@ -78,7 +78,7 @@ __all__ = [
     "StatusReport",
     "TokenSession",
     "classify",
-    "note_refused_refresh",
+    "note_failed_refresh",
 ]
 
 REFUSED_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token"})
@@ -110,24 +110,27 @@ def classify(token: Token | None, now: float, margin: float) -> State:
     return State.FRESH
 
 
-# refresh tokens this process already knows the server refused (see note_refused_refresh)
-_refused_refreshes: dict[str, TokenRequestError] = {}
-_MAX_REFUSED = 64
+# refresh requests this process already sent and saw fail (see note_failed_refresh)
+_failed_refreshes: dict[str, TokenRequestError | TransportError] = {}
+_MAX_FAILED = 64
 
 
-def note_refused_refresh(refresh_token: str, error: TokenRequestError) -> None:
-    """Tell this process's sessions that the server refused *refresh_token* with *error*
-    (``invalid_grant`` or ``invalid_token``; anything else is ignored).
+def note_failed_refresh(refresh_token: str, error: TokenRequestError | TransportError) -> None:
+    """Tell this process's sessions that a refresh with *refresh_token* was just sent and failed
+    with *error*: refused (``invalid_grant`` or ``invalid_token``), or no usable answer at all
+    (a network failure, a 5xx after the transport's retries). Other errors are ignored: their
+    message is the session's to word.
 
-    The next session about to send that refresh token takes the refusal as the server's answer
-    (events, re-reading the store, granting again: all as if it had asked) instead of asking
-    again. The CLI's renewal path calls this before it hands a refused refresh over to the
-    full path, so a refusal costs one request, not two.
+    The next session about to send that refresh token takes *error* as the server's answer
+    instead of asking again, and goes on exactly as if it had asked: a refusal is followed by
+    re-reading the store and granting again, a transient failure with a still-valid token
+    serves that token. The CLI's renewal path calls this before it hands such a failure over to
+    the full path, so the server is asked once, not twice.
     """
-    if error.error in REFUSED_REFRESH_ERRORS:
-        if len(_refused_refreshes) >= _MAX_REFUSED:
-            _refused_refreshes.clear()
-        _refused_refreshes[refresh_token] = error
+    if isinstance(error, TransportError) or error.error in REFUSED_REFRESH_ERRORS:
+        if len(_failed_refreshes) >= _MAX_FAILED:
+            _failed_refreshes.clear()
+        _failed_refreshes[refresh_token] = error
 
 
 # shared by every session of this process, so two sessions of one identity refresh once
@@ -406,9 +409,9 @@ class TokenSession:
         if token is None or not token.refresh_token:
             return self._grant(reason=None), EventKind.FETCHED
         try:
-            refused = _refused_refreshes.pop(token.refresh_token, None)
-            if refused is not None:
-                raise refused  # asked already in this process (note_refused_refresh)
+            failed = _failed_refreshes.pop(token.refresh_token, None)
+            if failed is not None:
+                raise failed  # asked already in this process (note_failed_refresh)
             return self._refresh(token), EventKind.REFRESHED
         except TokenRequestError as exc:
             if exc.error not in REFUSED_REFRESH_ERRORS:
