@@ -11,8 +11,9 @@
     the cached ``tokenflow token prod`` with a config of 10,000 profiles, interleaved with the
     same with 10 profiles: a cache hit must not cost more with more profiles.
 ``cli-renewal``
-    ``tokenflow token --force-refresh prod`` (a refresh from the CLI, the index up to date),
-    interleaved with its floor, :data:`floors.URLLIB3_ONESHOT_SCRIPT` doing the same refresh
+    ``tokenflow token --force-refresh prod`` (a refresh from the CLI, the index up to date, so
+    the renewal path answers: checked with ``-X importtime``, no PyYAML or pluggy), interleaved
+    with its floor, :data:`floors.URLLIB3_ONESHOT_SCRIPT` doing the same refresh
     request and an fsync'd write of the reply.
 """
 
@@ -175,7 +176,10 @@ def bench_cli_renewal(server: EmbeddedServer, settings: Settings, work: Path) ->
     home.mkdir()
     env = child_env(home / "cache", home)
     info = ServerInfo.of(server)
-    (home / "tokenflow.yaml").write_text(config_text(info, dialect="rfc6749"), encoding="utf-8")
+    # the secret from a variable: a literal one in the YAML keeps renewals on the full path
+    env["BENCH_CLIENT_SECRET"] = info.client_secret
+    (home / "tokenflow.yaml").write_text(
+        config_text(info, dialect="rfc6749", secret_env="BENCH_CLIENT_SECRET"), encoding="utf-8")
     _compile_package(result)
     refresh_cmd = [*console_script(), "token", "--force-refresh", PROFILE]
     checked_run("tokenflow token", [*console_script(), "token", PROFILE], env, home)
@@ -187,6 +191,13 @@ def bench_cli_renewal(server: EmbeddedServer, settings: Settings, work: Path) ->
     oneshot = [sys.executable, "-c", URLLIB3_ONESHOT_SCRIPT, info.token_url, info.client_id,
                info.client_secret, str(data["refresh_token"]), str(home / "oneshot.json")]
     commands = {"tokenflow token --force-refresh": refresh_cmd, ONESHOT: oneshot}
+    # the renewal path (tokenflow/cli/renewal.py) renews without the config or the plugins
+    modules, _ = imported_modules(refresh_cmd, env, home)
+    full = sorted(m for m in ("yaml", "pluggy", "jsonschema", "tokenflow.config.loader")
+                  if m in modules)
+    result.info["renewal_path"] = not full
+    if full:
+        raise RuntimeError(f"--force-refresh took the full path (imported {full})")
     server.reset_counts()
     warmups = 1 if settings.smoke else 2
     walls = interleaved(commands, settings.renewal_runs, warmups, env, home)

@@ -85,8 +85,12 @@ def server_process() -> Iterator[ServerInfo]:
             proc.wait()
 
 
-def config_text(server: ServerInfo, *, dialect: str, store: str = "file") -> str:
-    """A one-profile YAML config (profile ``prod``, password grant) for the CLI and the workers."""
+def config_text(server: ServerInfo, *, dialect: str, store: str = "file",
+                secret_env: str | None = None) -> str:
+    """A one-profile YAML config (profile ``prod``, password grant) for the CLI and the workers;
+    with *secret_env*, the client secret is read from that variable (``{env: NAME}``), as the
+    CLI's renewal path needs (a literal secret in the YAML keeps renewals on the full path)."""
+    secret = f"{{env: {secret_env}}}" if secret_env else json.dumps(server.client_secret)
     return "\n".join([
         "version: 1",
         "servers:",
@@ -96,7 +100,7 @@ def config_text(server: ServerInfo, *, dialect: str, store: str = "file") -> str
         "clients:",
         "  app:",
         f"    client_id: {json.dumps(server.client_id)}",
-        f"    client_secret: {json.dumps(server.client_secret)}",
+        f"    client_secret: {secret}",
         "profiles:",
         f"  {PROFILE}:",
         "    server: ts",

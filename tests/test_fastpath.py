@@ -406,7 +406,8 @@ def test_global_options_before_the_command_take_the_fast_path(
     ],
 )
 def test_parse_args_accepts(argv: list[str], expected: tuple[str | None, str, list[str]]) -> None:
-    assert fastpath._parse_args(argv) == expected
+    parsed = fastpath._parse_args(argv)
+    assert parsed is not None and parsed[:3] == expected and parsed[3] is False
 
 
 @pytest.mark.parametrize(

@@ -447,6 +447,6 @@ def test_isolation_part_2_the_canary_is_forgotten() -> None:
 def test_form_urlencode_gives_urlencodes_bytes(fields: dict[str, str]) -> None:
     from urllib.parse import urlencode
 
-    from tokenflow.wire import form_urlencode
+    from tokenflow.base.oauthforms import form_urlencode
 
     assert form_urlencode(fields) == urlencode(fields)

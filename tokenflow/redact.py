@@ -40,22 +40,46 @@ _SECRET_NAMES = (
     r"password|passwd|client[_-]?secret|secret|(?:access|refresh|id)[_-]?token|token|"
     r"assertion|code[_-]?verifier|api[_-]?key"
 )
-# key=value in query strings and form bodies (also key: value, key="value", and Python reprs:
-# 'key': 'value', where a quote closes the key before the separator)
-_KV_RE: Final = re.compile(
-    rf"(?i)(?P<key>\b(?:{_SECRET_NAMES})\b[\"']?)(?P<sep>\s*[=:]\s*)(?P<q>[\"']?)"
-    rf"(?P<val>[^&\s\"',;)}}\]]+)"
-)
-# JSON: "key": "value", escaped quotes inside the value included
-_JSON_RE: Final = re.compile(
-    rf"(?i)(?P<key>\"(?:{_SECRET_NAMES})\"\s*:\s*\")(?P<val>(?:[^\"\\]|\\.)*)(?P<end>\"?)"
-)
 # the fields of a token endpoint's reply that are secrets, whatever else the reply says
 REPLY_SECRET_FIELDS: Final = ("access_token", "refresh_token", "id_token")
-# Authorization / Proxy-Authorization headers, in any case, and bare "Bearer xyz" / "Basic xyz"
-_AUTH_RE: Final = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<sp>\s+)(?P<val>[A-Za-z0-9._~+/=-]+)")
-# Team Server revocation puts the access token in the path: /api/revoketoken/<token>
-_REVOKE_PATH_RE: Final = re.compile(r"(?i)(?P<key>/revoketoken/)(?P<val>[^/?\s\"']+)")
+
+
+class _ShapePatterns:
+    """The patterns that recognise secrets by shape, compiled on first use.
+
+    Compiling them costs several milliseconds (the case-insensitive alternations above all),
+    which every ``tokenflow`` process would pay at import even when nothing is ever scrubbed:
+    the CLI's renewal path sends one request and scrubs only if something goes wrong.
+    """
+
+    def __init__(self) -> None:
+        # key=value in query strings and form bodies (also key: value, key="value", and Python
+        # reprs: 'key': 'value', where a quote closes the key before the separator)
+        self.kv = re.compile(
+            rf"(?i)(?P<key>\b(?:{_SECRET_NAMES})\b[\"']?)(?P<sep>\s*[=:]\s*)(?P<q>[\"']?)"
+            rf"(?P<val>[^&\s\"',;)}}\]]+)"
+        )
+        # JSON: "key": "value", escaped quotes inside the value included
+        self.json = re.compile(
+            rf"(?i)(?P<key>\"(?:{_SECRET_NAMES})\"\s*:\s*\")(?P<val>(?:[^\"\\]|\\.)*)(?P<end>\"?)"
+        )
+        # Authorization / Proxy-Authorization headers, in any case, and bare "Bearer xyz" /
+        # "Basic xyz"
+        self.auth = re.compile(
+            r"(?i)\b(?P<scheme>bearer|basic)(?P<sp>\s+)(?P<val>[A-Za-z0-9._~+/=-]+)")
+        # Team Server revocation puts the access token in the path: /api/revoketoken/<token>
+        self.revoke_path = re.compile(r"(?i)(?P<key>/revoketoken/)(?P<val>[^/?\s\"']+)")
+
+
+_shapes: _ShapePatterns | None = None
+
+
+def _shape_patterns() -> _ShapePatterns:
+    global _shapes
+    if _shapes is None:
+        _shapes = _ShapePatterns()  # a race only compiles them twice
+    return _shapes
+
 
 _URL_SAFE: Final = re.compile(r"[A-Za-z0-9._~-]+")
 _MIN_REMEMBERED = 4  # shorter values would scrub ordinary words out of messages
@@ -113,10 +137,11 @@ def scrub(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(MASK, text)
     # JSON first: it knows escaped quotes, which would end the key=value pattern's value early
-    text = _JSON_RE.sub(lambda m: f"{m['key']}{MASK}{m['end']}", text)
-    text = _KV_RE.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
-    text = _AUTH_RE.sub(lambda m: f"{m['scheme']}{m['sp']}{MASK}", text)
-    text = _REVOKE_PATH_RE.sub(lambda m: f"{m['key']}{MASK}", text)
+    shapes = _shape_patterns()
+    text = shapes.json.sub(lambda m: f"{m['key']}{MASK}{m['end']}", text)
+    text = shapes.kv.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
+    text = shapes.auth.sub(lambda m: f"{m['scheme']}{m['sp']}{MASK}", text)
+    text = shapes.revoke_path.sub(lambda m: f"{m['key']}{MASK}", text)
     # A secret that contains the mask ("pa***") can be re-formed by a replacement next to it;
     # repeat until none is left (each pass shortens the text: secrets are longer than the mask).
     while pattern is not None and MASK in text and pattern.search(text):
@@ -137,13 +162,22 @@ def remember_reply_secrets(data: object) -> None:
                 remember_secret(value, pinned=False)
 
 
-_UNPRINTABLE: Final = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
+_UNPRINTABLE_CLASS: Final = r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]"
+_unprintable: re.Pattern[str] | None = None
 
 
 def printable(text: str) -> str:
     """*text* with every control character (C0, DEL, C1, line breaks) and other non-printing
-    code point replaced by ``?``: what a server sends must not drive the terminal."""
-    return _UNPRINTABLE.sub("?", text)
+    code point replaced by ``?``: what a server sends must not drive the terminal.
+
+    The pattern is compiled on first use: its character class takes 7 ms to compile, which
+    a run that prints nothing a server sent (a cache hit, a renewal) should not pay."""
+    global _unprintable
+    if text.isascii() and text.isprintable():
+        return text  # the common case, and exactly what the pattern keeps of ASCII (20-7e)
+    if _unprintable is None:
+        _unprintable = re.compile(_UNPRINTABLE_CLASS)
+    return _unprintable.sub("?", text)
 
 
 def excerpt(body: bytes | str, limit: int = 200) -> str:

@@ -36,11 +36,10 @@ import re
 import socket
 import threading
 import time
-import urllib.request
 import zlib
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import unquote, urlsplit
 
 import urllib3
@@ -61,13 +60,11 @@ from urllib3.exceptions import (
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from tokenflow.config.model import ServerSpec
 from tokenflow.errors import TokenRequestError, TransportError
-from tokenflow.plugins.contracts import HttpRequest, HttpResponse
 from tokenflow.redact import excerpt, get_logger, install_log_filters, scrub
-from tokenflow.wire import ServerUrl, header_problem, parse_server_url
+from tokenflow.wire import HttpRequest, HttpResponse, ServerUrl, header_problem, parse_server_url
 
-__all__ = ["MAX_BODY", "HttpResponse", "Transport"]
+__all__ = ["MAX_BODY", "HttpResponse", "ServerSettings", "Transport"]
 
 log = get_logger("tokenflow.transport")
 
@@ -318,6 +315,8 @@ def _proxy_for(target: ServerUrl) -> str | None:
     """
     if target.is_loopback:
         return None
+    import urllib.request  # 2-3 ms of imports that a loopback target never needs
+
     host = target.host.strip("[]")
     bypass: Callable[[str], bool] = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
     if bypass(host):
@@ -355,10 +354,35 @@ def _proxy_auth(proxy: str) -> dict[str, str] | None:
     return urllib3.make_headers(proxy_basic_auth=f"{unquote(user)}:{unquote(password)}")
 
 
-class Transport:
-    """Sends :class:`~tokenflow.interfaces.HttpRequest` objects for one server."""
+class ServerSettings(Protocol):
+    """What the transport reads of a server: :class:`tokenflow.config.model.ServerSpec` is one.
 
-    def __init__(self, server: ServerSpec) -> None:
+    A protocol rather than the model class, so that sending a request does not load the config
+    model (the CLI's renewal path builds these few settings from the fast path's index).
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def token_url(self) -> str | None: ...
+    @property
+    def issuer(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def verify(self) -> bool | str: ...
+    @property
+    def allow_insecure_http(self) -> bool: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class Transport:
+    """Sends :class:`~tokenflow.wire.HttpRequest` objects for one server."""
+
+    def __init__(self, server: ServerSettings) -> None:
         self.server = server
         self._proxy_for = _ProxyChoice()
         self._retries: dict[RetryObserver | None, _OAuthRetry] = {}

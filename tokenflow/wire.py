@@ -12,6 +12,11 @@ top of that, anything that parsers are known to read differently is refused outr
 than interpreted: user-info (``user@host``), backslashes, whitespace, control and non-ASCII
 characters, and percent signs in the host.
 
+The request and reply records (:class:`HttpRequest`, :class:`HttpResponse`) live here too: a
+dialect plugin builds the one (``tokenflow.plugins.contracts`` re-exports both) and the
+transport hands back the other, and the transport must not load the plugin contracts (their
+``Protocol`` classes cost milliseconds the CLI's renewal path does not have).
+
 Nothing here echoes a refused value: URLs can carry passwords (Team Server's query string) and
 header values API keys; messages say what is wrong and where, never what the value was.
 """
@@ -21,10 +26,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
-from urllib.parse import quote_plus
 
-__all__ = ["ServerUrl", "form_urlencode", "header_problem", "is_loopback_host", "parse_server_url"]
+__all__ = ["HttpRequest", "HttpResponse", "ServerUrl", "header_problem", "is_loopback_host",
+           "parse_server_url"]
 
 # RFC 7230 section 3.2.6: token = 1*tchar
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -133,18 +139,20 @@ def header_problem(name: str, value: str) -> str | None:
     return f"the value of header {name} starts or ends with whitespace"
 
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote_plus leaves as it is
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A request a dialect built: the transport sends it as it is."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
 
 
-def form_urlencode(fields: Mapping[str, str]) -> str:
-    """``urllib.parse.urlencode(fields)`` for string fields, without quoting what needs none.
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A reply as the transport hands it back: bounded body, case-insensitive ``headers``."""
 
-    Token requests carry a few fields whose names and most values (grant types, base64url
-    tokens) are plain: checking them with one regular expression and quoting only the others
-    gives the same bytes at a fifth of urlencode's cost, on every request.
-    """
-    plain = _UNRESERVED.fullmatch
-    return "&".join(
-        f"{name if plain(name) else quote_plus(name)}={value if plain(value) else quote_plus(value)}"
-        for name, value in fields.items()
-    )
+    status: int
+    headers: Mapping[str, str]
+    body: bytes

@@ -19,9 +19,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds to import; annotations here are strings
     from collections.abc import Callable
 
-__all__ = ["FileTooLarge", "NotRegularFile", "read_first_line", "read_limited"]
+__all__ = ["MAX_SECRET_BYTES", "FileTooLarge", "NotRegularFile", "read_first_line", "read_limited",
+           "read_secret_file"]
 
 _CHUNK = 65536
+MAX_SECRET_BYTES = 64 * 1024  # a password or key on one line; more is not a secret file
 
 
 class NotRegularFile(OSError):
@@ -115,6 +117,14 @@ def read_first_line(path: str, limit: int, *, follow_symlinks: bool = True) -> b
     if len(line) > limit:
         raise FileTooLarge(f"the first line of {path} is over {_bytes(limit)}")
     return line[:-1] if line.endswith(b"\r") else line
+
+
+def read_secret_file(path: str) -> str:
+    """The value of a ``{file: PATH}`` secret: the first line of *path*, UTF-8, at most
+    :data:`MAX_SECRET_BYTES` (the ``file`` secret source and the CLI's renewal path read it
+    so). Raises ``OSError`` (also :class:`NotRegularFile`, :class:`FileTooLarge`) or
+    ``UnicodeDecodeError``."""
+    return read_first_line(path, MAX_SECRET_BYTES).decode("utf-8")
 
 
 def _bytes(limit: int) -> str:

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from tokenflow.base import boundedread
+from tokenflow.base.boundedread import MAX_SECRET_BYTES, read_secret_file
 from tokenflow.errors import ConfigError, CredentialError
 from tokenflow.plugins.contracts import PluginContext, SourceRegistrar, Watched
 from tokenflow.plugins.hookspecs import hookimpl
 
-MAX_SECRET_BYTES = 64 * 1024  # a password or key on one line; more is not a secret file
+__all__ = ["MAX_SECRET_BYTES", "resolve_file", "secret_file_path", "tokenflow_register_secret_sources",
+           "watch_file"]
 
 
 def secret_file_path(options: Any, context: PluginContext) -> Path:
@@ -27,8 +29,7 @@ def secret_file_path(options: Any, context: PluginContext) -> Path:
 def resolve_file(options: Any, context: PluginContext) -> str:
     path = secret_file_path(options, context)
     try:
-        raw = boundedread.read_first_line(str(path), MAX_SECRET_BYTES)
-        return raw.decode("utf-8")
+        return read_secret_file(str(path))
     except FileNotFoundError:
         raise ConfigError(f"profile {context.profile!r}: secret file {path} does not exist") from None
     except (boundedread.NotRegularFile, boundedread.FileTooLarge) as exc:

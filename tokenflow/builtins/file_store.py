@@ -15,18 +15,16 @@ who want the OS to encrypt), protected the way ssh protects keys:
 * a damaged entry is moved aside as ``<key>.json.corrupt-<UTC timestamp>``, reported once, and
   treated as absent; other entries are untouched;
 * ``lock(key)`` is an exclusive ``flock`` on ``<key>.json.lock``, serialising refreshes across
-  processes (:func:`acquire_lock_file`).
+  processes (:func:`tokenflow.base.flock.acquire_lock_file`, shared with the CLI's renewal
+  path).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
-import stat
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +33,12 @@ from typing import Any
 
 from tokenflow.base import cachefile
 from tokenflow.base.files import ensure_private_dir, write_atomic
+from tokenflow.base.flock import (
+    LockFileRefused,
+    acquire_lock_file,
+    release_lock_file,
+    wait_for_lock_holder,
+)
 from tokenflow.errors import StorageError
 from tokenflow.plugins.contracts import PluginContext, StoreRegistrar, TokenStore
 from tokenflow.plugins.hookspecs import hookimpl
@@ -137,137 +141,6 @@ def sweep_if_due(directory: Path, now: float | None = None) -> bool:
     return True
 
 
-# -- the cross-process lock ----------------------------------------------------------------------
-def _open_lock_file(lock_path: str) -> int:
-    """Open (create) the lock file, never through a symbolic link and never blocking on a FIFO."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(lock_path, flags, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise StorageError(
-                f"the lock file {lock_path} is a symbolic link: refusing to follow it "
-                "(tokenflow never creates one; delete it)"
-            ) from None
-        raise StorageError(f"cannot open the lock file {lock_path}: {exc.strerror or exc}") from None
-    info = os.fstat(fd)
-    getuid = getattr(os, "getuid", None)
-    if not stat.S_ISREG(info.st_mode) or (getuid is not None and info.st_uid != getuid()):
-        os.close(fd)
-        raise StorageError(f"the lock file {lock_path} is not a regular file of yours: "
-                           "refusing to use it (delete it)")
-    return fd
-
-
-def _wait_for_flock(fd: int, timeout: float, operation: int | None = None) -> bool:
-    """Block in ``flock`` in a helper thread until the holder lets go or *timeout* passes.
-
-    ``flock`` wakes a waiter the moment the lock is released, where a poll (filelock polls
-    every 50 ms) wakes it up to one interval late: in a stampede every process but the first
-    waits for the refresh, so that latency is the whole cost. The helper thread lets the wait
-    have a deadline. If the deadline passes first, the descriptor becomes the helper's: it
-    closes it (releasing the lock at once) whenever its ``flock`` returns. Returns whether the
-    lock is held. *operation* is ``LOCK_EX`` (the default) or ``LOCK_SH``.
-    """
-    import fcntl
-
-    if operation is None:
-        operation = fcntl.LOCK_EX
-    guard = threading.Lock()
-    done = threading.Event()
-    outcome: list[OSError | None] = []  # [None] locked, [error] failed, [] still waiting
-    abandoned = False
-
-    def wait() -> None:
-        error: OSError | None = None
-        try:
-            fcntl.flock(fd, operation)
-        except OSError as exc:
-            error = exc
-        with guard:
-            if abandoned:
-                os.close(fd)  # the caller gave up and left the descriptor to us
-                return
-            outcome.append(error)
-            done.set()
-
-    threading.Thread(target=wait, name="tokenflow-file-lock", daemon=True).start()
-    done.wait(timeout)
-    with guard:
-        if not outcome:
-            abandoned = True
-            return False
-    if outcome[0] is not None:
-        os.close(fd)
-        raise outcome[0]
-    return True
-
-
-def wait_for_lock_holder(lock_path: str, timeout: float) -> bool:
-    """Wait until nobody holds the exclusive ``flock`` on *lock_path*; whether somebody did.
-
-    Waits for a *shared* lock, which every waiter gets at the same moment the holder lets go
-    (waiters for the exclusive lock are let in one at a time), then drops it at once. A lock
-    file that does not exist, or cannot be opened, means nobody holds it. ``False`` also when
-    *timeout* passes first.
-    """
-    import fcntl
-
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(lock_path, flags)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pass
-    except OSError:
-        os.close(fd)
-        return False
-    else:
-        release_lock_file(fd)
-        return False
-    if _wait_for_flock(fd, timeout, fcntl.LOCK_SH):
-        release_lock_file(fd)
-        return True
-    return False
-
-
-def acquire_lock_file(lock_path: str, timeout: float) -> int | None:
-    """An exclusive ``flock`` on *lock_path*: its descriptor, or ``None`` after *timeout* seconds.
-
-    Written here rather than taken from :mod:`filelock` because the stampede needs what
-    filelock does not give: waiters woken when the lock is released, not on a poll; about
-    10 us per uncontended acquisition, not 110; and a lock file opened with ``O_NOFOLLOW``
-    (a planted symlink made filelock < 3.20.1 truncate its target). Release with
-    :func:`release_lock_file`.
-    """
-    import fcntl
-
-    fd = _open_lock_file(lock_path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
-    except BlockingIOError:
-        pass
-    except BaseException:
-        os.close(fd)
-        raise
-    if _wait_for_flock(fd, timeout):
-        return fd
-    return None
-
-
-def release_lock_file(fd: int) -> None:
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_UN)  # also for a forked child that shares the descriptor
-    finally:
-        os.close(fd)
-
-
 class FileStore:
     """Token files under one directory; see the module docstring for the guarantees."""
 
@@ -306,6 +179,15 @@ class FileStore:
     def fast_path_file(self, key: str) -> str | None:
         """The file holding *key*'s token (the CLI's fast path reads it directly)."""
         return str(self.path(key))
+
+    def fast_renewal_files(self, key: str) -> tuple[str, str, float] | None:
+        """The token file, the lock file :meth:`lock` takes and its timeout: the CLI's renewal
+        path saves a token exactly as :meth:`save` does, under that lock (not on Windows,
+        where the lock is filelock's)."""
+        if sys.platform == "win32":
+            return None
+        path = str(self.path(key))
+        return path, f"{path}.lock", self.lock_timeout
 
     def load(self, key: str) -> Token | None:
         path = self.path(key)
@@ -393,6 +275,8 @@ class FileStore:
             return
         try:
             fd = acquire_lock_file(f"{path}.lock", self.lock_timeout)
+        except LockFileRefused as exc:  # a planted link or someone else's file: said as it is
+            raise StorageError(str(exc)) from None
         except OSError as exc:  # flock refused (ENOLCK on some network file systems)
             raise StorageError(f"cannot lock {path}: {exc.strerror or exc}") from None
         if fd is None:

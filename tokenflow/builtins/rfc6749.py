@@ -8,39 +8,19 @@ secret) always sends its ``client_id`` in the body. Revocation is RFC 7009.
 
 from __future__ import annotations
 
-import base64
-import functools
 from collections.abc import Mapping
-from urllib.parse import quote_plus
 
+from tokenflow.base.oauthforms import (
+    basic_authorization,
+    form_urlencode,
+    form_with_client,
+    rfc6749_token_request,
+)
 from tokenflow.plugins.contracts import DialectRegistrar, HttpRequest
 from tokenflow.plugins.hookspecs import hookimpl
 from tokenflow.tokens import Token
-from tokenflow.wire import form_urlencode
 
-FORM = "application/x-www-form-urlencoded"
-
-
-@functools.lru_cache(maxsize=32)  # one value per client: no need to re-encode every request
-def basic_authorization(client_id: str, client_secret: str) -> str:
-    """The ``Authorization`` header value of RFC 6749 section 2.3.1."""
-    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
-    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-
-
-def form_with_client(
-    params: Mapping[str, str], client_id: str, client_secret: str | None, client_auth: str
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Split client authentication between headers and form parameters."""
-    headers = {"Content-Type": FORM, "Accept": "application/json"}
-    form = dict(params)
-    if client_secret is not None and client_auth == "basic":
-        headers["Authorization"] = basic_authorization(client_id, client_secret)
-    else:
-        form["client_id"] = client_id
-        if client_secret is not None:
-            form["client_secret"] = client_secret
-    return headers, form
+__all__ = ["RFC6749Dialect", "basic_authorization", "tokenflow_register_dialects"]
 
 
 class RFC6749Dialect:
@@ -56,8 +36,8 @@ class RFC6749Dialect:
         client_secret: str | None,
         client_auth: str,
     ) -> HttpRequest:
-        headers, form = form_with_client(params, client_id, client_secret, client_auth)
-        return HttpRequest("POST", token_url, headers, form_urlencode(form).encode("ascii"))
+        return HttpRequest(*rfc6749_token_request(token_url, params, client_id, client_secret,
+                                                  client_auth))
 
     def revoke_request(
         self,

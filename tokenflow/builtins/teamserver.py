@@ -10,21 +10,12 @@ Revocation is ``DELETE`` to ``revoke_url`` with ``{token}`` replaced by the acce
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
+from tokenflow.base.oauthforms import teamserver_token_request
 from tokenflow.plugins.contracts import DialectRegistrar, HttpRequest
 from tokenflow.plugins.hookspecs import hookimpl
 from tokenflow.tokens import Token
-from tokenflow.wire import form_urlencode
-
-
-def with_query(url: str, params: Mapping[str, str]) -> str:
-    """Append *params* to *url*'s query string, keeping any query it already has."""
-    parts = urlsplit(url)
-    query = form_urlencode(params)
-    if parts.query:
-        query = f"{parts.query}&{query}"
-    return urlunsplit(parts._replace(query=query))
 
 
 class TeamServerDialect:
@@ -40,13 +31,8 @@ class TeamServerDialect:
         client_secret: str | None,
         client_auth: str,
     ) -> HttpRequest:
-        query = dict(params)
-        if query.get("grant_type") == "refresh_token":
-            query.pop("scope", None)  # Team Server's refresh carries no scope
-        query["client_id"] = client_id
-        if client_secret is not None:
-            query["client_secret"] = client_secret
-        return HttpRequest("GET", with_query(token_url, query), {"Accept": "application/json"})
+        return HttpRequest(*teamserver_token_request(token_url, params, client_id, client_secret,
+                                                     client_auth))
 
     def revoke_request(
         self,

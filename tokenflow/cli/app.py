@@ -51,6 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = cached_token_output(args)
     except Exception:  # the fast path is an optimisation: whatever it trips on, the full path
         text = None  # reports properly (and it never fails where the full path succeeds)
+    if text is None:
+        installed: list[Callable[[], None]] = []  # the renewal path's log handler, if it set one
+        try:
+            from tokenflow.cli.renewal import renewed_token_output
+
+            text = renewed_token_output(args, lambda: installed.append(_setup_logging(0)))
+        except KeyboardInterrupt:
+            _err("tokenflow: interrupted\n")
+            return EXIT_INTERRUPTED
+        except Exception:  # an optimisation too: the full path answers, and reports
+            text = None
+        if text is None:
+            for remove in installed:
+                remove()  # the full path installs its own
     if text is not None:
         try:
             _out(text)
@@ -477,9 +491,12 @@ def _run(argv: list[str]) -> int:
     return handler(ns)
 
 
-def _setup_logging(verbosity: int) -> None:
+def _setup_logging(verbosity: int) -> Callable[[], None]:
     """Warnings (a stale token served, a damaged cache file moved aside) always reach stderr as
-    ``tokenflow: warning: ...``; ``-v`` adds the life cycle, ``-vv`` every library's debug log."""
+    ``tokenflow: warning: ...``; ``-v`` adds the life cycle, ``-vv`` every library's debug log.
+
+    Returns what removes the handler again: the renewal path installs it and, when it hands
+    over to the full path, takes it away (the full path installs its own)."""
     import logging
 
     from tokenflow.cli import progress
@@ -499,6 +516,7 @@ def _setup_logging(verbosity: int) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbosity else logging.WARNING)
     install_log_filters()
+    return lambda: logger.removeHandler(handler)
 
 
 def _load(ns: argparse.Namespace, *, watch: bool = False) -> Tokenflow:

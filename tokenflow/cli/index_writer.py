@@ -27,7 +27,7 @@ from tokenflow.cli.fast import index as fast
 from tokenflow.config.model import Profile, SecretSpec
 from tokenflow.engine.identity import cache_key, user_identity
 from tokenflow.errors import TokenflowError
-from tokenflow.plugins.contracts import FastPathStore, PluginContext, TokenStore
+from tokenflow.plugins.contracts import FastPathStore, FastRenewalStore, PluginContext, TokenStore
 from tokenflow.plugins.host import BUILTIN_PLUGINS, PluginHost
 from tokenflow.redact import get_logger
 
@@ -61,6 +61,11 @@ class _Compiler:
         self.key = key
         self.host: PluginHost = flow.plugins
         self._stores: dict[str, TokenStore] = {}
+        # the renewal path calls no plugin: with any other plugin installed (an observer that
+        # must see the refresh, a hook wrapper) or a built-in one disabled, it is not offered
+        self.renewable = not self.host.blocked() and all(
+            info.name in BUILTIN_PLUGINS or info.name == progress.PLUGIN_NAME
+            for info in self.host.plugins())
 
     def context(self, profile: Profile, base_dir: Path) -> PluginContext:
         return PluginContext(profile.name, base_dir, self.flow.config.cache_dir)
@@ -115,7 +120,9 @@ class _Compiler:
         if not token_path:
             return None
         env, files = watched
+        key = cache_key(profile, identity)
         return fast.sealed(self.key, {
+            "renew": self.renewal(profile, store, key),
             "profile": profile.name,
             "generation": generation,
             "token_path": token_path,
@@ -123,6 +130,66 @@ class _Compiler:
             "env": {name: fast.env_digest(self.key, name) for name in sorted(env)},
             "hashes": _recorded(self.key, sorted(files)),
         })
+
+
+    def renewal(self, profile: Profile, store: TokenStore, key: str) -> dict[str, Any] | None:
+        """What the CLI's renewal path needs to refresh *profile*'s token without loading the
+        config or any plugin (:mod:`tokenflow.cli.renewal`), or ``None`` to leave it to the
+        full path. Never a secret value: the client secret is recorded as where it is read
+        from, and only for the ``env`` and ``file`` sources; anything unusual (discovery, a
+        plugin's dialect or store, configured headers, TLS verification off) records nothing.
+        """
+        server, client = profile.server, profile.client
+        if not self.renewable or server.token_url is None or server.issuer is not None:
+            return None
+        if server.dialect not in ("rfc6749", "teamserver") or server.headers \
+                or server.verify is False or server.client_auth not in (None, "basic", "body"):
+            return None
+        if profile.store.name != "file" or not isinstance(store, FastRenewalStore):
+            return None
+        files = store.fast_renewal_files(key)
+        if files is None:
+            return None
+        secret = self.secret_source(profile, client.client_secret)
+        if secret is False:
+            return None
+        token_path, lock_path, lock_timeout = files
+        if not isinstance(store, FastPathStore) or token_path != store.fast_path_file(key):
+            return None
+        return {
+            "token_url": server.token_url,
+            "dialect": server.dialect,
+            "client_auth": server.client_auth or "basic",
+            "client_id": client.client_id,
+            "client_secret": secret,
+            "server": {"name": server.name, "timeout": server.timeout, "retries": server.retries,
+                       "verify": server.verify, "allow_insecure_http": server.allow_insecure_http},
+            "scope": profile.scope,
+            "default_lifetime": profile.default_lifetime,
+            "lock_path": lock_path,
+            "lock_timeout": lock_timeout,
+            "cache_key": key,
+        }
+
+    def secret_source(self, profile: Profile, spec: SecretSpec | None) -> dict[str, str] | bool | None:
+        """``{"env": NAME}`` or ``{"file": PATH}`` (absolute) for a client secret read from a
+        variable or a file, ``None`` for a public client, ``False`` for anything else (a literal
+        in the YAML, a command, the keyring: the renewal path could not read it without
+        storing it or running a plugin)."""
+        if spec is None:
+            return None
+        if spec.kind not in ("env", "file"):
+            return False
+        source = self.host.sources.get(spec.kind)
+        if source is None or source.watch is None:
+            return False
+        watched = source.watch(spec.options, self.context(profile, spec.base_dir))
+        if spec.kind == "env" and len(watched.env) == 1 and not watched.files:
+            return {"env": watched.env[0]}
+        if spec.kind == "file" and len(watched.files) == 1 and not watched.env \
+                and os.path.isabs(watched.files[0]):
+            return {"file": watched.files[0]}
+        return False
 
 
 def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) -> None:

@@ -8,7 +8,7 @@ than :data:`THRESHOLD` seconds for the server, stderr shows (and keeps rewriting
 and the line is erased when the wait ends, before anything else is printed. When stderr is
 not a terminal (a script, CI, ``2>file``) nothing is shown and nothing is set up.
 
-It is driven by the engine's events: the CLI registers :class:`_Observer` as an extra plugin of
+It is driven by the engine's events: the CLI registers an observer (:func:`_observer`) as an extra plugin of
 the config's plugin host, and the ``retried`` events it receives fill in "retry n of m". Time
 spent inside a secret source (a ``prompt``, a ``command`` asking for a passphrase) is not
 waiting for the server: the line is paused and erased meanwhile, so it never writes over a
@@ -28,15 +28,14 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from tokenflow.events import EventKind, TokenEvent
-from tokenflow.plugins.hookspecs import hookimpl
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tokenflow.config.model import Profile
+    from tokenflow.events import TokenEvent
     from tokenflow.plugins.host import PluginHost
 
-__all__ = ["PLUGIN_NAME", "THRESHOLD", "LineClearingHandler", "enabled", "plugin_host", "watch"]
+__all__ = ["PLUGIN_NAME", "THRESHOLD", "LineClearingHandler", "enabled", "plugin_host", "watch",
+           "watch_request"]
 
 PLUGIN_NAME = "tokenflow.cli.progress"
 THRESHOLD = 1.0  # seconds of waiting before the line appears
@@ -56,19 +55,28 @@ def enabled() -> bool:
         return False
 
 
-class _Observer:
-    """The ``tokenflow_event`` observer that feeds the line; registered by :func:`plugin_host`."""
+def _observer() -> object:
+    """The ``tokenflow_event`` observer that feeds the line (registered by :func:`plugin_host`).
 
-    __name__ = PLUGIN_NAME
+    Defined on first use: ``hookimpl`` comes from pluggy, which the CLI's renewal path (it
+    shares this module's log handler) must not import, nor the events module.
+    """
+    from tokenflow.events import EventKind
+    from tokenflow.plugins.hookspecs import hookimpl
 
-    @hookimpl
-    def tokenflow_event(self, event: TokenEvent) -> None:
-        line = _current
-        if line is not None and event.kind is EventKind.RETRIED:
-            line.retried(event.detail, event.retry_in)
+    class _Observer:
+        __name__ = PLUGIN_NAME
 
-    # only retries move the line: no other event needs to be built for it (see the hook's spec)
-    tokenflow_event.wants = lambda kind: kind is EventKind.RETRIED  # type: ignore[attr-defined]
+        @hookimpl
+        def tokenflow_event(self, event: TokenEvent) -> None:
+            line = _current
+            if line is not None and event.kind is EventKind.RETRIED:
+                line.retried(event.detail, event.retry_in)
+
+        # only retries move the line: no other event needs to be built for it (the hook's spec)
+        tokenflow_event.wants = lambda kind: kind is EventKind.RETRIED  # type: ignore[attr-defined]
+
+    return _Observer()
 
 
 def plugin_host() -> PluginHost | None:
@@ -78,17 +86,17 @@ def plugin_host() -> PluginHost | None:
         return None
     from tokenflow.plugins.host import build_plugin_host
 
-    return build_plugin_host(extra_plugins=[_Observer()])
+    return build_plugin_host(extra_plugins=[_observer()])
 
 
 class _Line:
     """The state of one wait and the thread that draws it."""
 
-    def __init__(self, what: str, profile: Profile) -> None:
-        url = profile.server.token_url or profile.server.issuer or ""
-        host = urlsplit(url).hostname or profile.server.name
-        self.label = f"waiting for the {what} at {host} (profile {profile.name})"
-        self.retries = profile.server.retries
+    def __init__(self, what: str, url: str | None, server: str, profile: str,
+                 retries: int) -> None:
+        host = urlsplit(url or "").hostname or server
+        self.label = f"waiting for the {what} at {host} (profile {profile})"
+        self.retries = retries
         self.attempt = 0
         self.detail = ""
         self.next_try: float | None = None
@@ -174,15 +182,44 @@ def _pausing(resolver: Callable[..., Any], line: _Line) -> Callable[..., Any]:
 @contextmanager
 def watch(host: PluginHost, profile: Profile, what: str) -> Iterator[None]:
     """Show the line while the block waits on *profile*'s server (*what*: "token endpoint")."""
-    global _current
     if not enabled():
         yield
         return
-    line = _Line(what, profile)
+    server = profile.server
+    line = _Line(what, server.token_url or server.issuer, server.name, profile.name,
+                 server.retries)
     sources: dict[str, Any] = getattr(host, "sources", {})
     originals = dict(sources)
     for name, entry in originals.items():
         sources[name] = dataclasses.replace(entry, resolver=_pausing(entry.resolver, line))
+    try:
+        with _shown(line):
+            yield
+    finally:
+        sources.update(originals)
+
+
+@contextmanager
+def watch_request(what: str, url: str, server: str, profile: str,
+                  retries: int) -> Iterator[Callable[[str, float], None]]:
+    """The same line for a request sent without a plugin host (the CLI's renewal path, which
+    resolves no secret that could prompt): yields the ``on_retry`` observer to hand to
+    :meth:`tokenflow.transport.Transport.send`, which fills in "retry n of m"."""
+    if not enabled():
+        yield _no_line
+        return
+    line = _Line(what, url, server, profile, retries)
+    with _shown(line):
+        yield line.retried
+
+
+def _no_line(why: str, wait: float) -> None:
+    """The ``on_retry`` of a request watched where no line can be shown."""
+
+
+@contextmanager
+def _shown(line: _Line) -> Iterator[None]:
+    global _current
     _current = line
     line.start()
     try:
@@ -190,7 +227,6 @@ def watch(host: PluginHost, profile: Profile, what: str) -> Iterator[None]:
     finally:
         _current = None
         line.stop()
-        sources.update(originals)
 
 
 class LineClearingHandler(logging.StreamHandler):  # type: ignore[type-arg]

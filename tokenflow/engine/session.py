@@ -85,6 +85,7 @@ __all__ = [
     "StatusReport",
     "TokenSession",
     "classify",
+    "note_failed_refresh",
 ]
 
 STALE_RETRY_INTERVAL = 5.0  # seconds between refresh attempts while serving a stale token
@@ -116,6 +117,29 @@ def classify(token: Token | None, now: float, margin: float) -> State:
     if now >= token.refresh_at(margin):
         return State.EXPIRING
     return State.FRESH
+
+
+# refresh requests this process already sent and saw fail (see note_failed_refresh)
+_failed_refreshes: dict[str, TokenRequestError | TransportError] = {}
+_MAX_FAILED = 64
+
+
+def note_failed_refresh(refresh_token: str, error: TokenRequestError | TransportError) -> None:
+    """Tell this process's sessions that a refresh with *refresh_token* was just sent and failed
+    with *error*: refused (``invalid_grant`` or ``invalid_token``), or no usable answer at all
+    (a network failure, a 5xx after the transport's retries). Other errors are ignored: their
+    message is the session's to word.
+
+    The next session about to send that refresh token takes *error* as the server's answer
+    instead of asking again, and goes on exactly as if it had asked: a refusal is followed by
+    re-reading the store and granting again, a transient failure with a still-valid token
+    serves that token. The CLI's renewal path calls this before it hands such a failure over to
+    the full path, so the server is asked once, not twice.
+    """
+    if isinstance(error, TransportError) or error.refused_refresh:
+        if len(_failed_refreshes) >= _MAX_FAILED:
+            _failed_refreshes.clear()
+        _failed_refreshes[refresh_token] = error
 
 
 # shared by every session of this process, so two sessions of one identity refresh once
@@ -435,6 +459,9 @@ class TokenSession:
         if token is None or not token.refresh_token:
             return self._grant(reason=None), EventKind.FETCHED
         try:
+            failed = _failed_refreshes.pop(token.refresh_token, None)
+            if failed is not None:
+                raise failed  # asked already in this process (note_failed_refresh)
             return self._refresh(token), EventKind.REFRESHED
         except TokenRequestError as exc:
             if not exc.refused_refresh:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from tokenflow.tokens import Token
+from tokenflow.wire import HttpRequest, HttpResponse
 
 __all__ = [
     "Dialect",
     "DialectRegistrar",
     "FastPathStore",
+    "FastRenewalStore",
     "Grant",
     "GrantContext",
     "GrantRegistrar",
@@ -105,6 +107,21 @@ class WriterAwareStore(Protocol):
         """
 
 
+@runtime_checkable
+class FastRenewalStore(Protocol):
+    """An optional capability of a :class:`FastPathStore`: the CLI may renew its tokens itself.
+
+    The CLI's renewal path (``tokenflow token --force-refresh``, or a cached token inside its
+    refresh margin) refreshes without loading plugins. It can do so only for a store whose
+    ``save`` is exactly: write the cache file (:mod:`tokenflow.base.cachefile` format) with
+    :func:`tokenflow.base.files.write_atomic` while holding an exclusive ``flock`` of a lock
+    file (:func:`tokenflow.base.flock.acquire_lock_file`), the same lock its ``lock`` takes.
+    """
+
+    def fast_renewal_files(self, key: str) -> tuple[str, str, float] | None:
+        """``(token file, lock file, lock timeout in seconds)`` of *key*, or ``None``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Watched:
     """What a secret's value depends on, so a cache of derived facts knows when it is stale.
@@ -129,25 +146,6 @@ SecretWatch = Callable[[Any, PluginContext], Watched]
 The CLI's fast path keys tokens by such a value (a username from ``{env: USER}``) and must
 notice when it changes without calling any plugin: it re-checks what ``watch`` names. A
 ``cache_key_safe`` source without ``watch`` keeps its profiles on the full path."""
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """A request a dialect built: the transport sends it as it is."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """A reply as the transport hands it back: bounded body, case-insensitive ``headers``."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
 
 
 class Dialect(Protocol):

@@ -124,11 +124,13 @@ def command_index(argv: Sequence[str]) -> int | None:
     return None
 
 
-def parse_command(argv: Sequence[str], command: Command) -> dict[str, object] | None:
+def parse_command(argv: Sequence[str], command: Command,
+                  allow: tuple[str, ...] = ()) -> dict[str, object] | None:
     """The values of *command*'s options, global options and positionals in *argv*.
 
     ``None`` unless *argv* is exactly ``[GLOBAL...] NAME [OPTION | POSITIONAL]...`` in the
-    forms this module understands, with only options the cached path can honour.
+    forms this module understands, with only options the cached path can honour, and those
+    whose ``dest`` is in *allow* (the renewal path honours ``--force-refresh``).
     """
     where = command_index(argv)
     if where is None or argv[where] != command.name:
@@ -149,7 +151,7 @@ def parse_command(argv: Sequence[str], command: Command) -> dict[str, object] | 
             continue
         name, equals, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         option = known.get(name)
-        if option is None or not option.fast:
+        if option is None or not (option.fast or option.dest in allow):
             return None  # --help, -ovalue, --abbrev, --, or an option only the full path honours
         if not option.takes_value:
             if equals:

@@ -190,50 +190,74 @@ def entry_is_current(key: bytes, entry: dict[str, Any], head: dict[str, Any], na
     return files_unchanged(key, entry["hashes"], head["written_ns"])
 
 
-def _parse_args(argv: Sequence[str]) -> tuple[str | None, str, list[str]] | None:
-    """``(profile, format, config paths)`` of a ``token`` command line the cached path can
-    answer, read with the CLI's own grammar (:mod:`tokenflow.cli.fast.grammar`); ``None`` for
-    anything else."""
-    values = grammar.parse_command(argv, grammar.TOKEN)
+def _parse_args(argv: Sequence[str], allow: tuple[str, ...] = ()
+                ) -> tuple[str | None, str, list[str], bool] | None:
+    """``(profile, format, config paths, force refresh)`` of a ``token`` command line the cached
+    path (or, with *allow*, the renewal path) can answer, read with the CLI's own grammar
+    (:mod:`tokenflow.cli.fast.grammar`); ``None`` for anything else."""
+    values = grammar.parse_command(argv, grammar.TOKEN, allow)
     if values is None:
         return None
     profile, fmt, configs = values["profile"], values["format"], values["config"]
     assert profile is None or isinstance(profile, str)
     assert isinstance(fmt, str) and (configs is None or isinstance(configs, list))
-    return profile, fmt, list(configs or [])
+    return profile, fmt, list(configs or []), values["force_refresh"] is True
 
 
-def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | None:
-    """The text ``tokenflow token`` would print, if it can be had from cache cheaply."""
-    parsed = _parse_args(argv)
+class Found:
+    """What the index says about the profile a ``token`` command line asks for: its current,
+    verified entry, the output format, whether ``--force-refresh`` was given, the cached token
+    (``None``: absent) and the index's MAC key."""
+
+    __slots__ = ("entry", "force", "format", "key", "token")
+
+    def __init__(self, entry: dict[str, Any], fmt: str, force: bool, key: bytes,
+                 token: dict[str, Any] | None) -> None:
+        self.entry = entry
+        self.format = fmt
+        self.force = force
+        self.key = key
+        self.token = token
+
+
+def find_entry(argv: Sequence[str], allow: tuple[str, ...] = ()) -> Found | None:
+    """The profile's entry, proven current (head and entry), and its cached token; ``None``
+    when the index cannot vouch for it (then only the full path may answer).
+
+    Raises ``OSError``, ``ValueError`` and the like for damaged or unsafe files: callers treat
+    any exception as "ask the full path".
+    """
+    parsed = _parse_args(argv, allow)
     if parsed is None:
         return None
-    profile, fmt, configs = parsed
+    profile, fmt, configs, force = parsed
     sources = locations.config_sources(configs)
     if not sources:
         return None
-    try:
-        cache = locations.cache_dir()
-        key = load_key(key_path(cache), create=False)
-        if key is None:
-            return None
-        directory = index_dir(cache, sources)
-        head = unseal(key, read_private(os.path.join(directory, "head.json"), MAX_INDEX_FILE))
-        if head is None or not head_is_current(key, head, locations.config_files(sources)):
-            return None
-        name = profile or os.environ.get("TOKENFLOW_PROFILE") or head.get("only_profile")
-        if not isinstance(name, str) or not name:
-            return None
-        entry = unseal(key, read_private(entry_path(directory, name), MAX_INDEX_FILE))
-        if entry is None or not entry_is_current(key, entry, head, name):
-            return None
-        raw = read_private(entry["token_path"], MAX_INDEX_FILE)
-        token = cachefile.decode(raw) if raw is not None else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
-        return None  # missing, damaged or unsafe: the full path reports what is wrong
+    cache = locations.cache_dir()
+    key = load_key(key_path(cache), create=False)
+    if key is None:
+        return None
+    directory = index_dir(cache, sources)
+    head = unseal(key, read_private(os.path.join(directory, "head.json"), MAX_INDEX_FILE))
+    if head is None or not head_is_current(key, head, locations.config_files(sources)):
+        return None
+    name = profile or os.environ.get("TOKENFLOW_PROFILE") or head.get("only_profile")
+    if not isinstance(name, str) or not name:
+        return None
+    entry = unseal(key, read_private(entry_path(directory, name), MAX_INDEX_FILE))
+    if entry is None or not entry_is_current(key, entry, head, name):
+        return None
+    raw = read_private(entry["token_path"], MAX_INDEX_FILE)
+    token = cachefile.decode(raw) if raw is not None else None
+    return Found(entry, fmt, force, key, token)
+
+
+def fresh_output(found: Found, token: dict[str, Any] | None, now: float) -> str | None:
+    """What ``tokenflow token`` prints for *token* (a cache entry's token) if it is fresh at
+    *now* by the profile's margin; ``None`` when it is not, or is anything unusual."""
     if token is None:
         return None
-    now = time.time() if now is None else now
     try:
         expires_at = float(token["expires_at"])
         obtained_at = float(token.get("obtained_at", expires_at))
@@ -242,8 +266,19 @@ def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | 
         if not isinstance(access, str) or not isinstance(token_type, str) or not (
                 scope is None or isinstance(scope, str)):
             return None
-        if now >= refresh_at(expires_at, obtained_at, float(entry["margin"])):
+        if now >= refresh_at(expires_at, obtained_at, float(found.entry["margin"])):
             return None
-        return output.render(fmt, access, token_type, expires_at, scope, now)
+        return output.render(found.format, access, token_type, expires_at, scope, now)
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
+
+
+def cached_token_output(argv: Sequence[str], now: float | None = None) -> str | None:
+    """The text ``tokenflow token`` would print, if it can be had from cache cheaply."""
+    try:
+        found = find_entry(argv)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None  # missing, damaged or unsafe: the full path reports what is wrong
+    if found is None:
+        return None
+    return fresh_output(found, found.token, time.time() if now is None else now)
