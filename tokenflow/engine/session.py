@@ -230,9 +230,11 @@ class TokenSession:
         # least as new as the one it belongs to; forgetting only moves the deadline.
         self._fresh_token: Token | None = None
         self._fresh_until = -math.inf
-        # set while a thread renews this session's token; the others wait on it together (see
-        # _obtain) rather than queueing on the lock, which wakes them one at a time
-        self._flight: threading.Event | None = None
+        # while a thread renews this session's token, the others wait on this condition together
+        # (see _obtain) rather than queueing on the lock, which wakes them one at a time
+        self._flight_done = threading.Condition()
+        self._renewing = False
+        self._renewals = 0  # renewals finished: what a waiter watches change
         _sessions.add(self)
 
     @property
@@ -270,7 +272,8 @@ class TokenSession:
         """Forget the connection pools (the parent's sockets are not the child's to use) and any
         renewal a parent thread had in flight (no thread of the child will finish it)."""
         self._transport = None
-        self._flight = None
+        self._flight_done = threading.Condition()
+        self._renewing = False
 
     # -- the hot path --------------------------------------------------------------------------
     def token(self) -> Token:
@@ -382,27 +385,34 @@ class TokenSession:
 
     def _obtain(self, *, force: bool) -> Token:
         started = time.perf_counter()
-        if not force:
-            flight = self._flight
-            if flight is not None:  # another thread is renewing: wait for it with the others
-                flight.wait(FLIGHT_WAIT)
-                if self._clock() < self._fresh_until:
-                    return self._fresh_token  # type: ignore[return-value]  # set before the deadline
+        if not force and self._renewing:  # another thread is renewing: wait for it with the others
+            self._wait_for_renewal()
+            if self._clock() < self._fresh_until:
+                return self._fresh_token  # type: ignore[return-value]  # set before the deadline
         try:
             with self._lock:
                 if not force:
                     fresh = self._fresh_token
                     if fresh is not None and self._clock() < self._fresh_until:
                         return fresh  # another thread did the work while we waited
-                flight = self._flight = threading.Event()
+                self._renewing = True
                 try:
                     return self._obtain_in_flight(force, started)
                 finally:
-                    self._flight = None
-                    flight.set()
+                    with self._flight_done:
+                        self._renewing = False
+                        self._renewals += 1
+                        self._flight_done.notify_all()
         except TokenflowError as exc:
             self._emit(EventKind.FAILED, None, started, error=_error_code(exc))
             raise
+
+    def _wait_for_renewal(self) -> None:
+        """Wait (at most :data:`FLIGHT_WAIT`) until the renewal in progress finishes."""
+        with self._flight_done:
+            if self._renewing:
+                seen = self._renewals
+                self._flight_done.wait_for(lambda: self._renewals != seen, FLIGHT_WAIT)
 
     def _obtain_in_flight(self, force: bool, started: float) -> Token:
         """The work of :meth:`_obtain` once this thread holds the key's lock and others wait."""
