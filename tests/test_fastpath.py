@@ -166,6 +166,7 @@ def test_a_cache_hit_imports_nothing_heavy_and_makes_no_request(
     assert second.returncode == 0 and second.stderr == ""
     assert second.stdout == first.stdout
     assert "tokenflow.cli.fast.index" in second.modules
+    assert "tokenflow.cli.app" not in second.modules  # the full command is not even imported
     assert server.counts["token"] == 0
     # nor the standard library's costly corners: each of these once crept in through a
     # module the fast path shares with the writers (pathlib ~4 ms, tempfile ~5 ms with shutil)

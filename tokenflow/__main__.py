@@ -1,5 +1,5 @@
 """``python -m tokenflow``: the same as the ``tokenflow`` command."""
 
-from tokenflow.cli.app import main
+from tokenflow.cli import main
 
 raise SystemExit(main())

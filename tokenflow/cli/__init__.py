@@ -1,7 +1,8 @@
 """The ``tokenflow`` command line.
 
-:func:`main` is the console script. It stays import-free so that the cached path
-(:mod:`tokenflow.cli.fast`) starts with nothing but the standard library loaded.
+:func:`main` is the console script. It answers a cache hit itself (:mod:`tokenflow.cli.fast`),
+with nothing but the standard library and a few small modules loaded, and imports the full
+command (:mod:`tokenflow.cli.app`) only when the cached path declines.
 """
 
 from __future__ import annotations
@@ -13,6 +14,27 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
+    import sys
+
+    from tokenflow.cli.fast.index import cached_token_output
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        text = cached_token_output(args)
+    except Exception:  # the fast path is an optimisation: whatever it trips on, the full path
+        text = None  # reports properly (and it never fails where the full path succeeds)
+    if text is not None:
+        from tokenflow.cli import stdout
+
+        try:
+            stdout.out(text)
+            stdout.flush()
+        except BrokenPipeError:
+            return stdout.reader_left()
+        except stdout.OutputError:
+            pass  # the full command says so, in its own words
+        else:
+            return 0
     from tokenflow.cli.app import main as run
 
-    return run(argv)
+    return run(args, cache_tried=text is None)

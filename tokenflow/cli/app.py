@@ -16,6 +16,13 @@ from __future__ import annotations
 import os
 import sys
 
+# stdout and stderr handling, shared with the console script's cached path (tokenflow.cli.main)
+from tokenflow.cli.stdout import OutputError as _OutputError
+from tokenflow.cli.stdout import err as _err
+from tokenflow.cli.stdout import flush as _flush
+from tokenflow.cli.stdout import out as _out
+from tokenflow.cli.stdout import reader_left as _reader_left
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -42,15 +49,20 @@ exit codes:
 _AFTER = "_after_command"  # dest suffix of a global option given after the subcommand
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (the console script exits with it)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    from tokenflow.cli.fast.index import cached_token_output
+def main(argv: Sequence[str] | None = None, *, cache_tried: bool = False) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it).
 
-    try:
-        text = cached_token_output(args)
-    except Exception:  # the fast path is an optimisation: whatever it trips on, the full path
-        text = None  # reports properly (and it never fails where the full path succeeds)
+    *cache_tried*: :func:`tokenflow.cli.main` already asked the cached path, which declined.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    text: str | None = None
+    if not cache_tried:
+        from tokenflow.cli.fast.index import cached_token_output
+
+        try:
+            text = cached_token_output(args)
+        except Exception:  # the fast path is an optimisation: whatever it trips on, the full
+            text = None  # path reports properly (it never fails where the full path succeeds)
     if text is None:
         installed: list[Callable[[], None]] = []  # the renewal path's log handler, if it set one
         try:
@@ -89,62 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except Exception as exc:
         return _report(exc)
-
-
-class _OutputError(Exception):
-    """stdout could not be written (closed, a full disk): the command's result is lost."""
-
-
-def _out(text: str) -> None:
-    """Write *text* to stdout; a closed stdout or a write error is an :class:`_OutputError`."""
-    if sys.stdout is None:
-        raise _OutputError("standard output is closed")
-    try:
-        sys.stdout.write(text)
-    except BrokenPipeError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise _OutputError(f"cannot write to standard output: {_reason(exc)}") from None
-
-
-def _flush() -> None:
-    if sys.stdout is None:
-        return
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise _OutputError(f"cannot write to standard output: {_reason(exc)}") from None
-
-
-def _err(text: str) -> None:
-    """Write to stderr; with stderr closed or failing there is nobody to tell, so say nothing."""
-    try:
-        if sys.stderr is not None:
-            sys.stderr.write(text)
-            sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-def _reason(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc) or type(
-        exc).__name__
-
-
-def _reader_left() -> int:
-    """``tokenflow token | true``: the reader left before reading; nothing is wrong.
-
-    stdout is pointed at /dev/null so the interpreter's final flush has nowhere to fail.
-    """
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-    return EXIT_OK
 
 
 def _report(exc: BaseException) -> int:
