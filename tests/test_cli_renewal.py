@@ -413,3 +413,56 @@ def test_on_a_terminal_the_renewal_path_draws_the_waiting_line(
                 if "import time:" in line}
     assert "urllib3" in imported and "yaml" not in imported and "pluggy" not in imported
     assert slow.counts["refresh_token"] == 2  # the 503, then the retry: one renewal
+
+
+def test_a_client_secret_is_recorded_only_as_a_source_that_reads_it_verbatim(
+        tmp_path: Path) -> None:
+    """The record names where the renewal path reads the client secret only when the source
+    says its value *is* that variable or file (``Watched.verbatim``): the built-in env and
+    file sources do; a source that transforms the value does not, and keeps the full path."""
+    import tokenflow
+    from tokenflow.cli.index_writer import _Compiler
+    from tokenflow.plugins.contracts import PluginContext, SourceRegistrar, Watched
+    from tokenflow.plugins.hookspecs import hookimpl
+    from tokenflow.plugins.host import build_plugin_host
+
+    def shout(options: Any, context: PluginContext) -> str:
+        return os.environ[str(options)].upper()
+
+    def watch(verbatim: bool) -> Callable[[Any, PluginContext], Watched]:
+        return lambda options, context: Watched(env=(str(options),), verbatim=verbatim)
+
+    class Sources:
+        @hookimpl
+        def tokenflow_register_secret_sources(self, register: SourceRegistrar) -> None:
+            register("shout", shout, {"type": "string"}, cache_key_safe=True, watch=watch(False))
+            register("claims_verbatim", shout, {"type": "string"}, cache_key_safe=True,
+                     watch=watch(True))
+
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text("s3cret\n")
+    clients = {"shout": {"shout": "APP_SECRET"}, "verbatim": {"claims_verbatim": "APP_SECRET"},
+               "env": {"env": "APP_SECRET"}, "file": {"file": str(secret_file)},
+               "literal": "s3cret", "public": None}
+    data = {
+        "version": 1,
+        "servers": {"s": {"token_url": "http://127.0.0.1:9/token"}},
+        "clients": {name: {"client_id": "app", **({"client_secret": spec} if spec else {})}
+                    for name, spec in clients.items()},
+        "profiles": {name: {"server": "s", "client": name, "grant": "client_credentials",
+                            "store": "memory"} for name in clients},
+    }
+    flow = tokenflow.config_from_mapping(data, plugins=build_plugin_host(extra_plugins=[Sources()]),
+                                         cache_dir=tmp_path / "cache")
+    compiler = _Compiler(flow, b"k" * 32)
+
+    def recorded(name: str) -> object:
+        profile = flow.config.profile(name)
+        return compiler.secret_source(profile, profile.client.client_secret)
+
+    assert recorded("shout") is False  # transforms the value: only the plugin can read it
+    assert recorded("literal") is False  # the index never holds a secret
+    assert recorded("verbatim") == {"env": "APP_SECRET"}  # its word is taken (a plugin's own)
+    assert recorded("env") == {"env": "APP_SECRET"}
+    assert recorded("file") == {"file": str(secret_file)}
+    assert recorded("public") is None

@@ -15,9 +15,9 @@ from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
-__all__ = ["FORM", "basic_authorization", "form_urlencode", "form_with_client",
+__all__ = ["FORM", "SHAPES", "basic_authorization", "form_urlencode", "form_with_client",
            "rfc6749_token_request", "teamserver_token_request", "with_query"]
 
 FORM = "application/x-www-form-urlencoded"
@@ -92,3 +92,12 @@ def teamserver_token_request(
     if client_secret is not None:
         query["client_secret"] = client_secret
     return "GET", with_query(token_url, query), {"Accept": "application/json"}, None
+
+
+SHAPES: dict[str, Callable[[str, Mapping[str, str], str, str | None, str],
+                           tuple[str, str, dict[str, str], bytes | None]]] = {
+    "rfc6749": rfc6749_token_request,
+    "teamserver": teamserver_token_request,
+}
+"""The request shapes a dialect may name as its ``request_shape`` (see
+:class:`tokenflow.plugins.contracts.Dialect`)."""

@@ -20,7 +20,7 @@ def resolve_env(options: Any, context: PluginContext) -> str:
 
 
 def watch_env(options: Any, context: PluginContext) -> Watched:
-    return Watched(env=(str(options),))
+    return Watched(env=(str(options),), verbatim=True)  # the value is the variable, as it is
 
 
 @hookimpl

@@ -41,7 +41,8 @@ def resolve_file(options: Any, context: PluginContext) -> str:
 
 
 def watch_file(options: Any, context: PluginContext) -> Watched:
-    return Watched(files=(str(secret_file_path(options, context)),))
+    # the value is the file, as read_secret_file reads it
+    return Watched(files=(str(secret_file_path(options, context)),), verbatim=True)
 
 
 @hookimpl

@@ -27,6 +27,7 @@ class RFC6749Dialect:
     """Standard servers: POST form body, Basic or body client authentication."""
 
     name = "rfc6749"
+    request_shape = "rfc6749"  # its token requests are exactly base.oauthforms' (see Dialect)
 
     def token_request(
         self,

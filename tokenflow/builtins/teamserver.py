@@ -22,6 +22,7 @@ class TeamServerDialect:
     """GET with the credentials in the query string, as Team Server documents it."""
 
     name = "teamserver"
+    request_shape = "teamserver"  # its token requests are exactly base.oauthforms' (see Dialect)
 
     def token_request(
         self,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenflow.api import Tokenflow
-from tokenflow.base import cachefile, locations
+from tokenflow.base import cachefile, locations, oauthforms
 from tokenflow.base.files import ensure_private_dir, file_stamp, write_atomic
 from tokenflow.base.trust import keyed_digest, load_key, read_private
 from tokenflow.cli import progress
@@ -142,10 +142,11 @@ class _Compiler:
         server, client = profile.server, profile.client
         if not self.renewable or server.token_url is None or server.issuer is not None:
             return None
-        if server.dialect not in ("rfc6749", "teamserver") or server.headers \
+        shape = getattr(self.host.dialect(server.dialect), "request_shape", None)
+        if shape not in oauthforms.SHAPES or server.headers \
                 or server.verify is False or server.client_auth not in (None, "basic", "body"):
             return None
-        if profile.store.name != "file" or not isinstance(store, FastRenewalStore):
+        if not isinstance(store, FastRenewalStore):
             return None
         files = store.fast_renewal_files(key)
         if files is None:
@@ -158,7 +159,7 @@ class _Compiler:
             return None
         return {
             "token_url": server.token_url,
-            "dialect": server.dialect,
+            "shape": shape,
             "client_auth": server.client_auth or "basic",
             "client_id": client.client_id,
             "client_secret": secret,
@@ -178,16 +179,15 @@ class _Compiler:
         storing it or running a plugin)."""
         if spec is None:
             return None
-        if spec.kind not in ("env", "file"):
-            return False
         source = self.host.sources.get(spec.kind)
-        if source is None or source.watch is None:
+        if source is None or source.watch is None or spec.kind == "literal":
             return False
         watched = source.watch(spec.options, self.context(profile, spec.base_dir))
-        if spec.kind == "env" and len(watched.env) == 1 and not watched.files:
+        if not watched.verbatim:
+            return False  # the value is not simply a variable or a file: the plugin must read it
+        if len(watched.env) == 1 and not watched.files:
             return {"env": watched.env[0]}
-        if spec.kind == "file" and len(watched.files) == 1 and not watched.env \
-                and os.path.isabs(watched.files[0]):
+        if len(watched.files) == 1 and not watched.env and os.path.isabs(watched.files[0]):
             return {"file": watched.files[0]}
         return False
 

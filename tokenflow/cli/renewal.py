@@ -191,8 +191,7 @@ def _refresh(record: dict[str, Any], refresh_token: str, scope: str | None,
     from tokenflow.wire import HttpRequest
 
     server = _Server(record)
-    build = {"rfc6749": oauthforms.rfc6749_token_request,
-             "teamserver": oauthforms.teamserver_token_request}[str(record["dialect"])]
+    build = oauthforms.SHAPES[str(record["shape"])]  # the dialect's own (its request_shape)
     params = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     request = HttpRequest(*build(server.token_url, params, str(record["client_id"]),
                                  client_secret, str(record["client_auth"])))

@@ -128,10 +128,14 @@ class Watched:
 
     :param env: environment variables the value is read from.
     :param files: files the value is read from.
+    :param verbatim: the value *is* the one variable's value, or the one file's content as
+        :func:`tokenflow.base.boundedread.read_secret_file` reads it: a reader may take it from
+        there without the plugin (the CLI's renewal path reads a client secret so).
     """
 
     env: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    verbatim: bool = False
 
 
 StoreFactory = Callable[[Mapping[str, Any], PluginContext], TokenStore]
@@ -154,6 +158,10 @@ class Dialect(Protocol):
     :meth:`token_request` gets the grant's parameters (``grant_type`` first, then for example
     ``username``/``password`` or ``refresh_token``, and ``scope`` when configured) and the
     client credentials; it decides where each goes (query string, form body, Basic header).
+
+    Optionally, a ``request_shape`` attribute names the shape in
+    :data:`tokenflow.base.oauthforms.SHAPES` that its token requests are exactly: the CLI's
+    renewal path then builds a refresh without loading the plugin.
     """
 
     name: str

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 PLUGIN_ENV = ("TOKENFLOW_PLUGINS", "TOKENFLOW_DISABLE_PLUGINS")
 RACY_SECONDS = 2.0  # a file modified this close to the head's writing is hashed, not trusted
 MAX_INDEX_FILE = 1024 * 1024
