@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -275,6 +276,38 @@ def test_waiting_for_a_writer_returns_when_it_lets_go_and_never_takes_the_lock(
     finally:
         proc.kill()  # the process this test started
         proc.wait(timeout=30)
+
+
+@posix_only
+def test_an_interrupted_wait_does_not_leave_the_lock_taken(store: FileStore) -> None:
+    """Ctrl-C while waiting for the lock (in a REPL the process goes on): when the holder lets
+    go, the abandoned wait must not keep the lock from every other process."""
+    from types import FrameType
+
+    from tokenflow.base.flock import acquire_lock_file, release_lock_file
+
+    lock_path = f"{store.path(KEY)}.lock"
+    proc = _hold_lock(store, 1.0)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            acquire_lock_file(lock_path, 30.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    proc.wait(timeout=30)  # the holder let go
+    deadline = time.monotonic() + 20
+    while True:
+        fd = acquire_lock_file(lock_path, 0.2)
+        if fd is not None:
+            release_lock_file(fd)
+            break
+        assert time.monotonic() < deadline, "the interrupted wait kept the lock"
 
 
 @posix_only

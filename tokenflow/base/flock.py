@@ -12,7 +12,8 @@ import os
 import stat
 import threading
 
-__all__ = ["LockFileRefused", "acquire_lock_file", "release_lock_file", "wait_for_lock_holder"]
+__all__ = ["LockFileRefused", "acquire_lock_file", "release_lock_file", "timed_out_message",
+           "wait_for_lock_holder"]
 
 
 class LockFileRefused(OSError):
@@ -74,7 +75,15 @@ def _wait_for_flock(fd: int, timeout: float, operation: int | None = None) -> bo
             done.set()
 
     threading.Thread(target=wait, name="tokenflow-file-lock", daemon=True).start()
-    done.wait(timeout)
+    try:
+        done.wait(timeout)
+    except BaseException:  # interrupted (Ctrl-C in a REPL): the lock must not stay taken
+        with guard:
+            if outcome:
+                os.close(fd)  # the helper got it (or failed): let go at once
+            else:
+                abandoned = True  # the helper closes it whenever its flock returns
+        raise
     with guard:
         if not outcome:
             abandoned = True
@@ -148,3 +157,9 @@ def release_lock_file(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)  # also for a forked child that shares the descriptor
     finally:
         os.close(fd)
+
+
+def timed_out_message(token_path: str, timeout: float) -> str:
+    """What to tell the user when the lock of *token_path* was held longer than *timeout*."""
+    return (f"another process has held the lock on {os.path.basename(token_path)} for over "
+            f"{timeout:g}s; if none is running, delete {token_path}.lock")

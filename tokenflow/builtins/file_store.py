@@ -37,6 +37,7 @@ from tokenflow.base.flock import (
     LockFileRefused,
     acquire_lock_file,
     release_lock_file,
+    timed_out_message,
     wait_for_lock_holder,
 )
 from tokenflow.errors import StorageError
@@ -289,10 +290,7 @@ class FileStore:
             release_lock_file(fd)
 
     def _timed_out(self, path: Path) -> StorageError:
-        return StorageError(
-            f"another process has held the lock on {path.name} for over "
-            f"{self.lock_timeout:g}s; if none is running, delete {path}.lock"
-        )
+        return StorageError(timed_out_message(str(path), self.lock_timeout))
 
     @contextmanager
     def _filelock(self, path: Path) -> Iterator[None]:
