@@ -33,7 +33,12 @@ DRIVER = """\
 import json, logging, os, sys
 if os.environ.get("RENEWAL_TEST_DEBUG"):
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-from tokenflow.cli.app import main
+if os.environ.get("RENEWAL_TEST_DISK_FULL"):  # no full disk can be had here: its error, then
+    import errno, tokenflow.base.files as files
+    def disk_full(path, data, *, durable=True):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    files.write_atomic = disk_full
+from tokenflow.cli import main
 code = main(sys.argv[1:])
 with open(os.environ["RENEWAL_TEST_MODULES"], "w") as out:
     json.dump(sorted(sys.modules), out)
@@ -210,7 +215,12 @@ def test_verbose_takes_the_full_path(cli: Cli, server: EmbeddedServer) -> None:
 
 
 # -- two at once -----------------------------------------------------------------------------------
-def test_two_concurrent_renewals_make_one_request(cli: Cli, server: EmbeddedServer) -> None:
+def test_two_concurrent_renewals_make_one_request(
+        tmp_path: Path, cache_dir: Path, tokenflow_server_factory: ServerFactory,
+        write_config: WriteConfig) -> None:
+    # the server's latency keeps the first refresh in flight while the second process arrives
+    server = tokenflow_server_factory(rotate_refresh_tokens=True, latency=0.5)
+    cli = make_cli(tmp_path, cache_dir, server, write_config, dialect="rfc6749")
     first_token(cli)
     age(cli, expires_in=30)
     server.reset_counts()
@@ -310,11 +320,17 @@ def test_a_client_secret_from_a_file_is_read_when_renewing(
         "file": str(secret_file)}
     run = cli.run("token", "prod", "--force-refresh")
     assert run.returncode == 0 and run.renewal, run.stderr
-    # a secret that changed is read afresh: a wrong one is refused, and the full path says so
+    # a secret that changed is read afresh: a wrong one is refused, and reported as the full
+    # path reports it, after one request (asking again would only be refused again)
     secret_file.write_text("not the secret\n")
+    alone = cli.run("-v", "token", "prod", "--force-refresh")  # the full path by itself
+    server.reset_counts()
     refused = cli.run("token", "prod", "--force-refresh")
-    assert refused.returncode == 1 and refused.full
+    assert refused.returncode == alone.returncode == 1 and refused.renewal
+    error = [line for line in alone.stderr.splitlines() if line.startswith("tokenflow: error:")]
+    assert refused.stderr.splitlines() == error and "invalid_client" in error[0]
     assert "not the secret" not in refused.stderr
+    assert server.counts["token"] == 1
 
 
 def test_a_third_party_plugin_keeps_the_full_path(
@@ -466,3 +482,42 @@ def test_a_client_secret_is_recorded_only_as_a_source_that_reads_it_verbatim(
     assert recorded("env") == {"env": "APP_SECRET"}
     assert recorded("file") == {"file": str(secret_file)}
     assert recorded("public") is None
+
+
+# -- answers the renewal path gives itself: asking or waiting again would cost more ------------
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_a_lock_held_too_long_is_reported_once_like_the_full_path(
+        tmp_path: Path, cache_dir: Path, server: EmbeddedServer, write_config: WriteConfig) -> None:
+    from tokenflow.base.flock import acquire_lock_file, release_lock_file
+
+    cli = make_cli(tmp_path, cache_dir, server, write_config, dialect="rfc6749",
+                   store="{file: {lock_timeout: 0.5}}")
+    first_token(cli)
+    fd = acquire_lock_file(f"{cli.token_file()}.lock", 5.0)  # another process, renewing
+    assert fd is not None
+    try:
+        alone = cli.run("-v", "token", "prod", "--force-refresh")  # the full path by itself
+        server.reset_counts()
+        run = cli.run("token", "prod", "--force-refresh")
+    finally:
+        release_lock_file(fd)
+    assert run.returncode == alone.returncode == 1
+    # answered by the renewal path (before it needed urllib3): the full path did not wait again
+    assert not any(run.imported(m) for m in PLAN_B)
+    error = [line for line in alone.stderr.splitlines() if line.startswith("tokenflow: error:")]
+    assert run.stderr.splitlines() == error and "held the lock" in error[0]
+    assert server.counts["token"] == 0
+
+
+def test_a_save_that_fails_after_the_server_answered_is_reported_without_asking_again(
+        cli: Cli, server: EmbeddedServer) -> None:
+    """The server has answered (and rotated the refresh token): handing over, the full path would
+    send the spent refresh token again. The child's writes fail as on a full disk; the full path's
+    store keeps its own reference to the real write, so a hand-over would succeed and show."""
+    first_token(cli)
+    server.reset_counts()
+    run = cli.run("token", "prod", "--force-refresh", env={"RENEWAL_TEST_DISK_FULL": "1"})
+    assert run.returncode == 1 and not run.full, run.stderr
+    assert run.stderr.startswith("tokenflow: error: cannot write ")
+    assert "No space left on device" in run.stderr and len(run.stderr.splitlines()) == 1
+    assert server.counts["token"] == 1 and server.counts["refresh_token"] == 1

@@ -294,6 +294,21 @@ def next_step(error: str | None, grant_type: str, profile: str, client: str) -> 
     return None
 
 
+def explain_request_error(exc: TokenRequestError, *, method: str, grant_type: str, profile: str,
+                          client: str, server: str) -> None:
+    """Reword *exc* (a token endpoint's refusal) in profile terms: which profile, what to do.
+
+    One wording for every path that sends a token request (the engine, and the CLI's renewal
+    path, which refreshes without it), so a user reads the same line whichever answered.
+    """
+    if exc.status == 405:  # GET-only legacy endpoints and servers that refuse GET
+        other = "rfc6749 (POST)" if method == "GET" else "teamserver (GET)"
+        exc.args = (f"{exc}; the server does not accept {method} for tokens: "
+                    f"try dialect: {other} for server {server!r}",)
+    step = next_step(exc.error, grant_type, profile, client)
+    exc.args = (f"profile {profile!r}: {exc}" + (f"; {step}" if step else ""),)
+
+
 def revocation_refused(profile: str, revoke_url: str, error: TokenRequestError) -> str:
     """The message of a failed revocation: which endpoint answered what.
 

@@ -72,6 +72,11 @@ def main(argv: Sequence[str] | None = None, *, cache_tried: bool = False) -> int
         except KeyboardInterrupt:
             _err("tokenflow: interrupted\n")
             return EXIT_INTERRUPTED
+        except _definite_failure() as exc:  # the server answered, or the lock timed out: the
+            code = _report(exc)  # full path would say the same, and must not ask or wait again
+            for remove in installed:
+                remove()
+            return code
         except Exception:  # an optimisation too: the full path answers, and reports
             text = None
         if text is None:
@@ -101,6 +106,13 @@ def main(argv: Sequence[str] | None = None, *, cache_tried: bool = False) -> int
         return EXIT_REFUSED
     except Exception as exc:
         return _report(exc)
+
+
+def _definite_failure() -> type[Exception]:
+    """What the renewal path raises for an answer the full path would give the same way."""
+    from tokenflow.errors import TokenflowError
+
+    return TokenflowError
 
 
 def _report(exc: BaseException) -> int:

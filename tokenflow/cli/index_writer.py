@@ -162,6 +162,7 @@ class _Compiler:
             "shape": shape,
             "client_auth": server.client_auth or "basic",
             "client_id": client.client_id,
+            "client_name": client.name,
             "client_secret": secret,
             "server": {"name": server.name, "timeout": server.timeout, "retries": server.retries,
                        "verify": server.verify, "allow_insecure_http": server.allow_insecure_http},
@@ -169,7 +170,6 @@ class _Compiler:
             "default_lifetime": profile.default_lifetime,
             "lock_path": lock_path,
             "lock_timeout": lock_timeout,
-            "cache_key": key,
         }
 
     def secret_source(self, profile: Profile, spec: SecretSpec | None) -> dict[str, str] | bool | None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tokenflow.cli.fast.index import Found
+    from tokenflow.errors import TokenRequestError, TransportError
     from tokenflow.tokens import Token
     from tokenflow.transport import RetryObserver
 
@@ -107,9 +108,13 @@ def _renew(found: Found, record: dict[str, Any]) -> str | None:
         try:
             fd = acquire_lock_file(str(record["lock_path"]), float(record["lock_timeout"]))
         except OSError:
-            return None
-        if fd is None:
-            return None  # held too long: the full path waits and reports it in its own words
+            return None  # nothing was sent: the full path reports it in its own words
+        if fd is None:  # held too long: the full path would say the same after the same wait
+            from tokenflow.base.flock import timed_out_message
+            from tokenflow.errors import StorageError
+
+            raise StorageError(timed_out_message(str(found.entry["token_path"]),
+                                                 float(record["lock_timeout"])))
         try:
             return _renew_locked(found, record, on_retry)
         finally:
@@ -142,24 +147,36 @@ def _renew_locked(found: Found, record: dict[str, Any], on_retry: RetryObserver)
     except (OSError, ValueError, LookupError):
         return None  # unset, unreadable: the full path says so in its own words
     try:
-        new = _refresh(record, token.refresh_token, token.scope or record["scope"], secret,
+        new = _refresh(found, record, token.refresh_token, token.scope or record["scope"], secret,
                        on_retry)
-    except (TokenRequestError, TransportError) as exc:
-        # refused (invalid_grant...), or no usable answer (network, 5xx after the retries): the
-        # full path's session takes this as its answer instead of asking again, and goes on as
-        # it would (re-read the store and grant again; serve a still-valid token; or report)
-        from tokenflow.engine.session import note_failed_refresh
-
-        note_failed_refresh(token.refresh_token, exc)
+    except TransportError as exc:
+        # no usable answer (network, 5xx after the retries): the full path's session takes this
+        # as its answer instead of asking again (it may serve a still-valid token, or report)
+        _hand_over(token.refresh_token, exc)
         return None
+    except TokenRequestError as exc:
+        if exc.refused_refresh:  # the full path goes on: re-read the store, sign in again
+            _hand_over(token.refresh_token, exc)
+            return None
+        raise  # answered and worded as the full path words it: asking again would spend more
     except (TokenflowError, LookupError, ValueError, TypeError):
-        return None  # failed or odd: the full path tries and reports in its own words
+        return None  # odd, before anything was sent: the full path tries and reports
     try:
         write_atomic(Path(token_path), cachefile.encode(new.to_dict()))
-    except OSError:
-        return None
+    except OSError as exc:
+        # the server has answered (and may have rotated the refresh token): never ask again
+        from tokenflow.errors import StorageError
+
+        raise StorageError(f"cannot write {token_path}: {exc.strerror or exc}") from None
     return output.render(found.format, new.access_token, new.token_type, new.expires_at,
                          new.scope, time.time())
+
+
+def _hand_over(refresh_token: str, failure: TokenRequestError | TransportError) -> None:
+    """Leave the answer to the full path, with the failure it would have met itself."""
+    from tokenflow.engine.session import note_failed_refresh
+
+    note_failed_refresh(refresh_token, failure)
 
 
 def _client_secret(spec: object) -> str | None:
@@ -182,11 +199,13 @@ def _client_secret(spec: object) -> str | None:
     return value
 
 
-def _refresh(record: dict[str, Any], refresh_token: str, scope: str | None,
+def _refresh(found: Found, record: dict[str, Any], refresh_token: str, scope: str | None,
              client_secret: str | None, on_retry: RetryObserver) -> Token:
-    """The refresh-token grant (RFC 6749 section 6), as the session sends it."""
+    """The refresh-token grant (RFC 6749 section 6), as the session sends it; a refusal is
+    worded as the session words it (:func:`~tokenflow.tokens.explain_request_error`)."""
     from tokenflow.base import oauthforms
-    from tokenflow.tokens import parse_token_response
+    from tokenflow.errors import TokenRequestError
+    from tokenflow.tokens import explain_request_error, parse_token_response
     from tokenflow.transport import Transport
     from tokenflow.wire import HttpRequest
 
@@ -201,15 +220,21 @@ def _refresh(record: dict[str, Any], refresh_token: str, scope: str | None,
         response = transport.send(request, on_retry=on_retry)
     finally:
         transport.close()
-    return parse_token_response(
-        response.status, response.body, now=sent_at,
-        default_lifetime=float(record["default_lifetime"]),
-        content_type=response.headers.get("content-type", ""),
-        date_header=response.headers.get("date"),
-        previous_refresh_token=refresh_token,
-        www_authenticate=response.headers.get("www-authenticate"),
-        requested_scope=scope,
-    )
+    try:
+        return parse_token_response(
+            response.status, response.body, now=sent_at,
+            default_lifetime=float(record["default_lifetime"]),
+            content_type=response.headers.get("content-type", ""),
+            date_header=response.headers.get("date"),
+            previous_refresh_token=refresh_token,
+            www_authenticate=response.headers.get("www-authenticate"),
+            requested_scope=scope,
+        )
+    except TokenRequestError as exc:
+        explain_request_error(exc, method=request.method, grant_type="refresh_token",
+                              profile=str(found.entry["profile"]),
+                              client=str(record["client_name"]), server=server.name)
+        raise
 
 
 class _Server:

@@ -73,7 +73,7 @@ from tokenflow.plugins.contracts import (
 )
 from tokenflow.plugins.host import PluginHost
 from tokenflow.redact import Secret, get_logger, install_log_filters, printable
-from tokenflow.tokens import Token, next_step, parse_token_response
+from tokenflow.tokens import Token, explain_request_error, parse_token_response
 
 if TYPE_CHECKING:
     from tokenflow.engine.pools import TransportPool
@@ -576,13 +576,9 @@ class TokenSession:
                 requested_scope=requested_scope,
             )
         except TokenRequestError as exc:
-            if exc.status == 405:  # GET-only legacy endpoints and servers that refuse GET
-                other = "rfc6749 (POST)" if request.method == "GET" else "teamserver (GET)"
-                exc.args = (f"{exc}; the server does not accept {request.method} for tokens: "
-                            f"try dialect: {other} for server {server.name!r}",)
-            step = next_step(exc.error, params["grant_type"], self.profile.name,
-                             self.profile.client.name)
-            exc.args = (f"profile {self.profile.name!r}: {exc}" + (f"; {step}" if step else ""),)
+            explain_request_error(exc, method=request.method, grant_type=params["grant_type"],
+                                  profile=self.profile.name, client=self.profile.client.name,
+                                  server=server.name)
             raise
 
     def _on_retry(self, why: str, wait: float | None = None) -> None:

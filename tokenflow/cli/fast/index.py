@@ -206,17 +206,16 @@ def _parse_args(argv: Sequence[str], allow: tuple[str, ...] = ()
 
 class Found:
     """What the index says about the profile a ``token`` command line asks for: its current,
-    verified entry, the output format, whether ``--force-refresh`` was given, the cached token
-    (``None``: absent) and the index's MAC key."""
+    verified entry, the output format, whether ``--force-refresh`` was given and the cached
+    token (``None``: absent)."""
 
-    __slots__ = ("entry", "force", "format", "key", "token")
+    __slots__ = ("entry", "force", "format", "token")
 
-    def __init__(self, entry: dict[str, Any], fmt: str, force: bool, key: bytes,
+    def __init__(self, entry: dict[str, Any], fmt: str, force: bool,
                  token: dict[str, Any] | None) -> None:
         self.entry = entry
         self.format = fmt
         self.force = force
-        self.key = key
         self.token = token
 
 
@@ -250,7 +249,7 @@ def find_entry(argv: Sequence[str], allow: tuple[str, ...] = ()) -> Found | None
         return None
     raw = read_private(entry["token_path"], MAX_INDEX_FILE)
     token = cachefile.decode(raw) if raw is not None else None
-    return Found(entry, fmt, force, key, token)
+    return Found(entry, fmt, force, token)
 
 
 def fresh_output(found: Found, token: dict[str, Any] | None, now: float) -> str | None:
