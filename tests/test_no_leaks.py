@@ -513,3 +513,23 @@ def test_a_tampered_cache_file_is_never_printed(
     assert "\x1b" not in status.stdout + status.stderr
     if field != "scope":  # a scope is only printed JSON-escaped by `token`
         assert server.counts["token"] == 2  # the damaged entry was replaced by a fresh token
+
+
+def test_the_repr_of_a_token_request_and_its_reply_shows_no_credential() -> None:
+    """A traceback that shows locals, or a debug %r, prints these objects."""
+    from tokenflow.base.oauthforms import rfc6749_token_request, teamserver_token_request
+    from tokenflow.wire import HttpRequest, HttpResponse
+
+    params = {"grant_type": "password", "username": "ann", "password": "pw-4711-secret"}
+    for build, auth in ((rfc6749_token_request, "basic"), (rfc6749_token_request, "body"),
+                        (teamserver_token_request, "basic")):
+        request = HttpRequest(*build("https://ts.example/token?tenant=t1", params, "app",
+                                     "client-secret-0815", auth))
+        shown = repr(request)
+        assert request.method in shown and "https://ts.example/token?..." in shown
+        for secret in ("pw-4711-secret", "client-secret-0815", "tenant=t1",
+                       base64.b64encode(b"app:client-secret-0815").decode()):
+            assert secret not in shown
+    reply = HttpResponse(200, {"Content-Type": "application/json"},
+                         b'{"access_token": "at-secret-1", "refresh_token": "rt-secret-2"}')
+    assert "200" in repr(reply) and "secret" not in repr(reply)

@@ -148,6 +148,13 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
 
+    def __repr__(self) -> str:
+        # a token request carries credentials in its headers, body and (Team Server) query
+        path, query, _ = self.url.partition("?")
+        return (f"HttpRequest(method={self.method!r}, url={path + ('?...' if query else '')!r}, "
+                f"headers=<{len(self.headers)} fields>, "
+                f"body=<{'none' if self.body is None else f'{len(self.body)} bytes'}>)")
+
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
@@ -156,3 +163,6 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    def __repr__(self) -> str:  # a token endpoint's body carries the tokens
+        return f"HttpResponse(status={self.status!r}, body=<{len(self.body)} bytes>)"
