@@ -521,3 +521,22 @@ def test_a_save_that_fails_after_the_server_answered_is_reported_without_asking_
     assert run.stderr.startswith("tokenflow: error: cannot write ")
     assert "No space left on device" in run.stderr and len(run.stderr.splitlines()) == 1
     assert server.counts["token"] == 1 and server.counts["refresh_token"] == 1
+
+
+def test_a_subclass_must_claim_the_renewal_capabilities_itself(tmp_path: Path) -> None:
+    """A plugin that subclasses a built-in dialect or the file store and changes its requests or
+    its writes does not inherit the claim that the CLI may do them without it."""
+    from tokenflow.builtins.file_store import FileStore
+    from tokenflow.builtins.rfc6749 import RFC6749Dialect
+    from tokenflow.cli.index_writer import _claimed
+
+    class Signed(RFC6749Dialect):  # signs its requests: not the rfc6749 shape any more
+        pass
+
+    class Encrypting(FileStore):  # encrypts what it saves: not the cache-file format
+        pass
+
+    assert _claimed(RFC6749Dialect(), "request_shape") == "rfc6749"
+    assert _claimed(Signed(), "request_shape") is None
+    assert _claimed(FileStore(tmp_path), "fast_renewal_files") is not None
+    assert _claimed(Encrypting(tmp_path), "fast_renewal_files") is None

@@ -265,6 +265,12 @@ def test_waiting_for_a_writer_returns_when_it_lets_go_and_never_takes_the_lock(
             thread.join(timeout=60)
         assert answers == [True] * 4
         assert _read_line(proc, timeout=0) == "releasing"  # they returned only after it let go
+        proc.wait(timeout=30)
+        from tokenflow.base.flock import acquire_lock_file, release_lock_file
+
+        fd = acquire_lock_file(f"{store.path(KEY)}.lock", 0)  # and none of them kept it
+        assert fd is not None
+        release_lock_file(fd)
     finally:
         proc.wait(timeout=30)
     short = FileStore(tmp_path / "short", lock_timeout=0.3)
@@ -308,6 +314,35 @@ def test_an_interrupted_wait_does_not_leave_the_lock_taken(store: FileStore) -> 
             release_lock_file(fd)
             break
         assert time.monotonic() < deadline, "the interrupted wait kept the lock"
+
+
+@posix_only
+def test_waiting_for_a_writer_ignores_a_lock_path_that_is_not_a_file_of_ours(
+        store: FileStore) -> None:
+    """A directory (or anything but a regular file of this user) at the lock path: nobody to
+    wait for, at once; the lock itself refuses it with the reason."""
+    import fcntl
+
+    lock_path = store.path(KEY).with_name(f"{KEY}.json.lock")
+    store.directory.mkdir(parents=True, exist_ok=True)
+    lock_path.mkdir()
+    fd = os.open(lock_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held, as if by another process
+        started = time.monotonic()
+        assert store.wait_for_writer(KEY, 30.0) is False
+        assert time.monotonic() - started < 20  # not the 30 s wait
+    finally:
+        os.close(fd)
+    with pytest.raises(StorageError, match=r"lock file .* Is a directory"), store.lock(KEY):
+        pass
+
+
+def test_a_token_no_reader_would_accept_is_not_saved(store: FileStore) -> None:
+    far = make_token(1, expires_at=1e12)  # past 9999: every reader calls such an entry damaged
+    with pytest.raises(StorageError, match="expires_at is not a time between 1970 and 9999"):
+        store.save(KEY, far)
+    assert not store.path(KEY).exists()
 
 
 @posix_only

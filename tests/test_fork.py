@@ -20,6 +20,7 @@ import pytest
 from conftest import profile_yaml
 
 import tokenflow
+import tokenflow.engine.session as session_module
 from tokenflow.engine.session import TokenSession
 from tokenflow.testing import EmbeddedServer
 from tokenflow.testing.pytest_plugin import ServerFactory
@@ -82,8 +83,12 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def test_fork_during_another_threads_refresh_does_not_deadlock_the_child(
-    tokenflow_server_factory: ServerFactory, write_config: WriteConfig
+    tokenflow_server_factory: ServerFactory, write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # a child that waited for the parent's renewal in flight (no thread of the child finishes
+    # it) would now sleep past the child's deadline instead of the usual 5 s
+    monkeypatch.setattr(session_module, "FLIGHT_WAIT", 2 * CHILD_DEADLINE)
     server = tokenflow_server_factory(latency=1.5)
     session = session_for(server, write_config)
     got: list[str] = []

@@ -450,3 +450,13 @@ def test_form_urlencode_gives_urlencodes_bytes(fields: dict[str, str]) -> None:
     from tokenflow.base.oauthforms import form_urlencode
 
     assert form_urlencode(fields) == urlencode(fields)
+
+
+def test_form_urlencode_takes_what_urlencode_takes() -> None:
+    """A grant plugin may pass a number or None: encoded as urlencode would, not a TypeError."""
+    from urllib.parse import urlencode
+
+    from tokenflow.base.oauthforms import form_urlencode
+
+    fields = {"grant_type": "urn:x", "expires_in": 3600, "hint": None}
+    assert form_urlencode(fields) == urlencode(fields)  # type: ignore[arg-type]

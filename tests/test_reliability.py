@@ -28,6 +28,7 @@ from urllib.request import urlopen
 import pytest
 from conftest import FakeClock, profile_yaml
 
+import tokenflow.engine.session as session_module
 from tokenflow import load_config
 from tokenflow.base import cachefile
 from tokenflow.builtins.file_store import SWEEP_MARKER, FileStore
@@ -212,8 +213,11 @@ def test_single_flight_8_processes_x_16_threads(
 
 @pytest.mark.parametrize("rotate", [False, True], ids=["reused-refresh-token", "rotation"])
 def test_single_flight_32_threads_in_process(
-    tokenflow_server_factory: ServerFactory, write_config: WriteConfig, rotate: bool
+    tokenflow_server_factory: ServerFactory, write_config: WriteConfig, rotate: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # threads waiting for a renewal must be woken when it ends, not when their wait runs out
+    monkeypatch.setattr(session_module, "FLIGHT_WAIT", 600.0)
     server = tokenflow_server_factory(rotate_refresh_tokens=rotate, latency=0.1)
     config = write_config(profile_yaml(server, extra_profile={"refresh_margin": 60}))
     first = session_for(config).token()
@@ -297,6 +301,58 @@ def test_a_caller_waits_for_another_processs_renewal_and_reads_it_without_the_lo
     server.reset_counts()
     assert alone.token().access_token != "renewed-by-the-other-process"
     assert CountingStore.locks == 1 and server.counts["token"] == 1
+
+
+def test_threads_waiting_for_a_renewal_that_fails_are_woken_and_try_themselves(
+    tokenflow_server_factory: ServerFactory, write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "FLIGHT_WAIT", 600.0)  # woken by the failure, not this
+    server = tokenflow_server_factory(latency=0.2)
+    config = write_config(profile_yaml(server, extra_profile={"refresh_margin": 60}))
+    session = session_for(config)
+    session.token()
+    make_expiring(session, left=-10)  # expired: nothing stale to serve
+    session = session_for(config)
+    server.fail_next(8, status=400, body=b'{"error": "invalid_request"}',
+                     headers={"Content-Type": "application/json"})
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        barrier.wait()
+        try:
+            session.token()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(errors) == 8 and all(isinstance(e, TokenRequestError) for e in errors)
+
+
+def test_a_store_whose_wait_for_a_writer_fails_is_locked_as_usual(
+    tokenflow_server_factory: ServerFactory, write_config: WriteConfig
+) -> None:
+    """wait_for_writer is only a shortcut: a store whose wait raises is not a broken session."""
+    server = tokenflow_server_factory()
+    config = write_config(profile_yaml(server, extra_profile={"refresh_margin": 60}))
+    session = session_for(config)
+    first = session.token()
+    make_expiring(session)
+
+    class BrokenWait(FileStore):
+        def wait_for_writer(self, key: str, timeout: float) -> bool:
+            raise OSError(37, "No locks available")
+
+    broken = load_config(config).session("prod", store=BrokenWait(file_store(session).directory))
+    server.reset_counts()
+    token = broken.token()
+    assert token.access_token != first.access_token and server.counts["token"] == 1
 
 
 # -- 2. rotation-safe ----------------------------------------------------------------------------

@@ -139,7 +139,8 @@ def encode(token: dict[str, Any]) -> bytes:
     One line of canonical JSON: the token object is encoded once, for the checksum and the
     entry alike (an indented copy went through the pure-Python encoder and cost as much as
     the rest of a save's CPU work). Readers parse JSON, so entries written indented by older
-    versions read the same.
+    versions read the same. Writers check :func:`time_problem` first: an entry whose times no
+    reader accepts is damaged for every reader but the one that wrote it.
     """
     body = _canonical(token)
     checksum: str = sha256(body).hexdigest()
@@ -163,14 +164,22 @@ def decode(raw: bytes) -> dict[str, Any]:
     expected = "sha256:" + sha256(_canonical(token)).hexdigest()
     if entry.get("checksum") != expected:
         raise CorruptEntry("checksum mismatch")
+    problem = time_problem(token)
+    if problem is not None:
+        raise CorruptEntry(problem)
+    return token
+
+
+def time_problem(token: dict[str, Any]) -> str | None:
+    """Why :func:`decode` would refuse *token*'s times, or ``None``."""
     for name in ("expires_at", "obtained_at"):
         # NaN compares false with everything, so it would look fresh for ever; 1e308 breaks
         # every date formatter: such an entry is damaged, whoever wrote it
         value = token.get(name, 0.0)
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not 0 <= value <= LATEST_TIME:
-            raise CorruptEntry(f"{name} is not a time between 1970 and 9999")
-    return token
+            return f"{name} is not a time between 1970 and 9999"
+    return None
 
 
 def check_safe(st: os.stat_result, path: str) -> None:

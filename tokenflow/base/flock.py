@@ -21,6 +21,11 @@ class LockFileRefused(OSError):
     the message says which (the file store reports it as a StorageError)."""
 
 
+def _is_own_regular_file(info: os.stat_result) -> bool:
+    getuid = getattr(os, "getuid", None)
+    return stat.S_ISREG(info.st_mode) and (getuid is None or info.st_uid == getuid())
+
+
 def _open_lock_file(lock_path: str) -> int:
     """Open (create) the lock file, never through a symbolic link and never blocking on a FIFO."""
     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
@@ -33,9 +38,7 @@ def _open_lock_file(lock_path: str) -> int:
                 "(tokenflow never creates one; delete it)"
             ) from None
         raise LockFileRefused(f"cannot open the lock file {lock_path}: {exc.strerror or exc}") from None
-    info = os.fstat(fd)
-    getuid = getattr(os, "getuid", None)
-    if not stat.S_ISREG(info.st_mode) or (getuid is not None and info.st_uid != getuid()):
+    if not _is_own_regular_file(os.fstat(fd)):
         os.close(fd)
         raise LockFileRefused(f"the lock file {lock_path} is not a regular file of yours: "
                               "refusing to use it (delete it)")
@@ -99,8 +102,9 @@ def wait_for_lock_holder(lock_path: str, timeout: float) -> bool:
 
     Waits for a *shared* lock, which every waiter gets at the same moment the holder lets go
     (waiters for the exclusive lock are let in one at a time), then drops it at once. A lock
-    file that does not exist, or cannot be opened, means nobody holds it. ``False`` also when
-    *timeout* passes first.
+    file that does not exist, cannot be opened or is not a regular file of this user (the lock
+    itself refuses those, with the reason) means there is nobody to wait for. ``False`` also
+    when *timeout* passes first, or the wait fails: it is only ever a shortcut.
     """
     import fcntl
 
@@ -110,6 +114,9 @@ def wait_for_lock_holder(lock_path: str, timeout: float) -> bool:
     except OSError:
         return False
     try:
+        if not _is_own_regular_file(os.fstat(fd)):
+            os.close(fd)
+            return False
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         pass
@@ -119,10 +126,13 @@ def wait_for_lock_holder(lock_path: str, timeout: float) -> bool:
     else:
         release_lock_file(fd)
         return False
-    if _wait_for_flock(fd, timeout, fcntl.LOCK_SH):
+    try:
+        held = _wait_for_flock(fd, timeout, fcntl.LOCK_SH)
+    except OSError:  # the wait itself failed (and closed the descriptor)
+        return False
+    if held:
         release_lock_file(fd)
-        return True
-    return False
+    return held
 
 
 def acquire_lock_file(lock_path: str, timeout: float) -> int | None:

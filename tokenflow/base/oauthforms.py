@@ -32,10 +32,15 @@ def form_urlencode(fields: Mapping[str, str]) -> str:
     gives the same bytes at a fifth of urlencode's cost, on every request.
     """
     plain = _UNRESERVED.fullmatch
-    return "&".join(
-        f"{name if plain(name) else quote_plus(name)}={value if plain(value) else quote_plus(value)}"
-        for name, value in fields.items()
-    )
+    try:
+        return "&".join(
+            f"{name if plain(name) else quote_plus(name)}={value if plain(value) else quote_plus(value)}"
+            for name, value in fields.items()
+        )
+    except TypeError:  # a value that is not a string (a grant plugin's number): as urlencode does
+        from urllib.parse import urlencode
+
+        return urlencode(fields)
 
 
 @functools.lru_cache(maxsize=32)  # one value per client: no need to re-encode every request

@@ -231,7 +231,11 @@ class FileStore:
 
     def save(self, key: str, token: Token) -> None:
         path = self.path(key)
-        data = cachefile.encode(token.to_dict())
+        fields = token.to_dict()
+        problem = cachefile.time_problem(fields)
+        if problem is not None:  # every other reader would call the entry damaged
+            raise StorageError(f"cannot store the token of {path.name}: its {problem}")
+        data = cachefile.encode(fields)
         try:
             self._ensure_directory()
             try:

@@ -142,11 +142,11 @@ class _Compiler:
         server, client = profile.server, profile.client
         if not self.renewable or server.token_url is None or server.issuer is not None:
             return None
-        shape = getattr(self.host.dialect(server.dialect), "request_shape", None)
+        shape = _claimed(self.host.dialect(server.dialect), "request_shape")
         if shape not in oauthforms.SHAPES or server.headers \
                 or server.verify is False or server.client_auth not in (None, "basic", "body"):
             return None
-        if not isinstance(store, FastRenewalStore):
+        if not isinstance(store, FastRenewalStore) or not _claimed(store, "fast_renewal_files"):
             return None
         files = store.fast_renewal_files(key)
         if files is None:
@@ -190,6 +190,15 @@ class _Compiler:
         if len(watched.files) == 1 and not watched.env and os.path.isabs(watched.files[0]):
             return {"file": watched.files[0]}
         return False
+
+
+def _claimed(obj: object, name: str) -> Any:
+    """*obj*'s attribute *name* if its own class defines it, else ``None``.
+
+    These claims say the CLI may act without the plugin (build its requests, write its files):
+    a subclass that changes how the object works must make the claim again itself.
+    """
+    return vars(type(obj)).get(name)
 
 
 def _write_index(flow: Tokenflow, sources: Sequence[str], served: str | None) -> None:

@@ -161,12 +161,17 @@ def _renew_locked(found: Found, record: dict[str, Any], on_retry: RetryObserver)
         raise  # answered and worded as the full path words it: asking again would spend more
     except (TokenflowError, LookupError, ValueError, TypeError):
         return None  # odd, before anything was sent: the full path tries and reports
-    try:
-        write_atomic(Path(token_path), cachefile.encode(new.to_dict()))
-    except OSError as exc:
-        # the server has answered (and may have rotated the refresh token): never ask again
-        from tokenflow.errors import StorageError
+    # the server has answered (and may have rotated the refresh token): never ask again
+    from tokenflow.errors import StorageError
 
+    fields = new.to_dict()
+    problem = cachefile.time_problem(fields)
+    if problem is not None:  # the file store's own words for a token it cannot keep
+        raise StorageError(f"cannot store the token of {Path(token_path).name}: its {problem}")
+    entry = cachefile.encode(fields)
+    try:
+        write_atomic(Path(token_path), entry)
+    except OSError as exc:
         raise StorageError(f"cannot write {token_path}: {exc.strerror or exc}") from None
     return output.render(found.format, new.access_token, new.token_type, new.expires_at,
                          new.scope, time.time())

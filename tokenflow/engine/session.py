@@ -16,9 +16,13 @@ still valid (EXPIRING) hands out the current token and emits ``stale_served``; i
 little later.
 
 Single flight: the hot path (a fresh token already in memory) takes no lock. Anything else takes
-the per-key lock of this process, then the store's ``lock(key)`` (across processes), and re-reads
-the store under it, because another process may have refreshed meanwhile. So any number of
-threads and processes asking at the moment of expiry cause one token request.
+the per-key lock of this process (threads of the same session that find a renewal in progress
+wait for it together on the session's condition instead, for at most ``FLIGHT_WAIT``), reads the
+store, and, if the token is not fresh, waits for another process's renewal when the store can
+say (``wait_for_writer``) and reads again; only then it takes the store's ``lock(key)`` (across
+processes) and re-reads the store under it, because another process may have refreshed
+meanwhile. So any number of threads and processes asking at the moment of expiry cause one
+token request.
 
 The clock is injectable (``clock=``) and is the wall clock by default: a monotonic clock stops
 while a laptop sleeps, and tokens keep expiring meanwhile.
@@ -420,15 +424,29 @@ class TokenSession:
             cached = self._fresh_in_store(started)
             # another process may be renewing it right now: wait with the other processes and
             # read what it saved, instead of taking its lock one process after another
-            writer_aware = self._writer_aware
-            if cached is None and writer_aware is not None \
-                    and writer_aware.wait_for_writer(self.cache_key, FLIGHT_WAIT):
+            if cached is None and self._other_process_renewed():
                 cached = self._fresh_in_store(started)
             if cached is not None:
                 return cached
         self._get_transport()  # import urllib3/ssl before the lock: waiters must not wait for it
         with self._store_lock():
             return self._obtain_locked(force, started)
+
+    def _other_process_renewed(self) -> bool:
+        """Whether another process held the store's lock of this key (and we waited for it).
+
+        Only a shortcut: a store without the capability, or one whose wait fails, says no, and
+        the caller takes the lock as usual (which reports a broken store properly).
+        """
+        store = self._writer_aware
+        if store is None:
+            return False
+        try:
+            return store.wait_for_writer(self.cache_key, FLIGHT_WAIT)
+        except Exception as exc:
+            log.debug("waiting for another process's renewal failed (%s); taking the lock",
+                      type(exc).__name__)
+            return False
 
     def _fresh_in_store(self, started: float) -> Token | None:
         """The store's token if it is fresh (remembered, and reported as a cache hit)."""

@@ -275,11 +275,6 @@ class PluginHost:
         self._pending.append((plugin, apply))
 
     # -- use -----------------------------------------------------------------------------------
-    @property
-    def has_observers(self) -> bool:
-        """Whether any plugin implements ``tokenflow_event`` at all."""
-        return bool(self._event_impls)
-
     def observes(self, kind: EventKind) -> bool:
         """Whether an event of *kind* would reach an observer that acts on it now.
 
