@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from tokenflow.base import cachefile
 from tokenflow.base.freshness import refresh_at
@@ -46,7 +46,11 @@ from tokenflow.redact import (
     scrub,
 )
 
-__all__ = ["Token", "fingerprint", "parse_error_response", "parse_token_response"]
+if TYPE_CHECKING:
+    from tokenflow.wire import HttpResponse
+
+__all__ = ["Token", "fingerprint", "parse_error_response", "parse_token_response",
+           "token_from_reply"]
 
 log = get_logger("tokenflow.tokens")
 
@@ -292,6 +296,25 @@ def next_step(error: str | None, grant_type: str, profile: str, client: str) -> 
     if error == "invalid_scope":
         return f"check the scope of profile {profile!r}"
     return None
+
+
+def token_from_reply(
+    reply: HttpResponse,
+    *,
+    now: float,
+    default_lifetime: float,
+    previous_refresh_token: str | None = None,
+    requested_scope: str | None = None,
+) -> Token:
+    """:func:`parse_token_response` of a reply as the transport hands it back (the headers the
+    parser reads taken from it): what every path that sends a token request does with the reply."""
+    headers = reply.headers
+    return parse_token_response(
+        reply.status, reply.body, now=now, default_lifetime=default_lifetime,
+        content_type=headers.get("content-type", ""), date_header=headers.get("date"),
+        previous_refresh_token=previous_refresh_token,
+        www_authenticate=headers.get("www-authenticate"), requested_scope=requested_scope,
+    )
 
 
 def explain_request_error(exc: TokenRequestError, *, method: str, grant_type: str, profile: str,

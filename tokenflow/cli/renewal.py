@@ -14,7 +14,7 @@ renewal`, never a secret value), and this module renews from it:
 2. read the client secret where the config says (``{env: NAME}`` or ``{file: PATH}``);
 3. build the request with the dialect's own function (:mod:`tokenflow.base.oauthforms`), send
    it with the project's :class:`~tokenflow.transport.Transport` (bounded reads, deadlines,
-   retries, redaction) and parse the reply with :func:`~tokenflow.tokens.parse_token_response`;
+   retries, redaction) and parse the reply with :func:`~tokenflow.tokens.token_from_reply`;
 4. save it as the store does (:func:`~tokenflow.base.files.write_atomic`, durable, the
    cache-file format) before printing it.
 
@@ -210,7 +210,7 @@ def _refresh(found: Found, record: dict[str, Any], refresh_token: str, scope: st
     worded as the session words it (:func:`~tokenflow.tokens.explain_request_error`)."""
     from tokenflow.base import oauthforms
     from tokenflow.errors import TokenRequestError
-    from tokenflow.tokens import explain_request_error, parse_token_response
+    from tokenflow.tokens import explain_request_error, token_from_reply
     from tokenflow.transport import Transport
     from tokenflow.wire import HttpRequest
 
@@ -226,15 +226,9 @@ def _refresh(found: Found, record: dict[str, Any], refresh_token: str, scope: st
     finally:
         transport.close()
     try:
-        return parse_token_response(
-            response.status, response.body, now=sent_at,
-            default_lifetime=float(record["default_lifetime"]),
-            content_type=response.headers.get("content-type", ""),
-            date_header=response.headers.get("date"),
-            previous_refresh_token=refresh_token,
-            www_authenticate=response.headers.get("www-authenticate"),
-            requested_scope=scope,
-        )
+        return token_from_reply(response, now=sent_at,
+                                default_lifetime=float(record["default_lifetime"]),
+                                previous_refresh_token=refresh_token, requested_scope=scope)
     except TokenRequestError as exc:
         explain_request_error(exc, method=request.method, grant_type="refresh_token",
                               profile=str(found.entry["profile"]),

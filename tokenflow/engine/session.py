@@ -77,7 +77,7 @@ from tokenflow.plugins.contracts import (
 )
 from tokenflow.plugins.host import PluginHost
 from tokenflow.redact import Secret, get_logger, install_log_filters, printable
-from tokenflow.tokens import Token, explain_request_error, parse_token_response
+from tokenflow.tokens import Token, explain_request_error, token_from_reply
 
 if TYPE_CHECKING:
     from tokenflow.engine.pools import TransportPool
@@ -582,17 +582,10 @@ class TokenSession:
         sent_at = self._clock()
         response = self._get_transport().send(request, on_retry=self._on_retry)
         try:
-            return parse_token_response(
-                response.status,
-                response.body,
-                now=sent_at,
-                default_lifetime=self.profile.default_lifetime,
-                content_type=response.headers.get("content-type", ""),
-                date_header=response.headers.get("date"),
-                previous_refresh_token=previous_refresh_token,
-                www_authenticate=response.headers.get("www-authenticate"),
-                requested_scope=requested_scope,
-            )
+            return token_from_reply(response, now=sent_at,
+                                    default_lifetime=self.profile.default_lifetime,
+                                    previous_refresh_token=previous_refresh_token,
+                                    requested_scope=requested_scope)
         except TokenRequestError as exc:
             explain_request_error(exc, method=request.method, grant_type=params["grant_type"],
                                   profile=self.profile.name, client=self.profile.client.name,
