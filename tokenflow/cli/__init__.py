@@ -32,9 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:
             return stdout.reader_left()
         except stdout.OutputError:
-            pass  # the full command says so, in its own words
+            pass  # the full command answers again, and reports the failed write in its own words
         else:
             return 0
     from tokenflow.cli.app import main as run
 
-    return run(args, cache_tried=text is None)
+    return run(args, cache_tried=True)

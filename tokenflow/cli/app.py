@@ -52,37 +52,34 @@ _AFTER = "_after_command"  # dest suffix of a global option given after the subc
 def main(argv: Sequence[str] | None = None, *, cache_tried: bool = False) -> int:
     """Run the CLI; returns the exit code (the console script exits with it).
 
-    *cache_tried*: :func:`tokenflow.cli.main` already asked the cached path, which declined.
+    The cached path is :func:`tokenflow.cli.main`'s to try first (*cache_tried* says it did); a
+    direct call goes through it too, so there is one order of paths.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
-    text: str | None = None
     if not cache_tried:
-        from tokenflow.cli.fast.index import cached_token_output
+        from tokenflow.cli import main as console_main
 
-        try:
-            text = cached_token_output(args)
-        except Exception:  # the fast path is an optimisation: whatever it trips on, the full
-            text = None  # path reports properly (it never fails where the full path succeeds)
+        return console_main(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    installed: list[Callable[[], None]] = []  # the renewal path's log handler, if it set one
+    text: str | None = None
+    try:
+        from tokenflow.cli.renewal import renewed_token_output
+
+        text = renewed_token_output(args, lambda: installed.append(_setup_logging(0)))
+    except KeyboardInterrupt:
+        _err("tokenflow: interrupted\n")
+        return EXIT_INTERRUPTED
+    except _definite_failure() as exc:  # the server answered, or the lock timed out: the
+        code = _report(exc)  # full path would say the same, and must not ask or wait again
+        for remove in installed:
+            remove()
+        return code
+    except Exception:  # an optimisation too: the full path answers, and reports
+        text = None
     if text is None:
-        installed: list[Callable[[], None]] = []  # the renewal path's log handler, if it set one
-        try:
-            from tokenflow.cli.renewal import renewed_token_output
-
-            text = renewed_token_output(args, lambda: installed.append(_setup_logging(0)))
-        except KeyboardInterrupt:
-            _err("tokenflow: interrupted\n")
-            return EXIT_INTERRUPTED
-        except _definite_failure() as exc:  # the server answered, or the lock timed out: the
-            code = _report(exc)  # full path would say the same, and must not ask or wait again
-            for remove in installed:
-                remove()
-            return code
-        except Exception:  # an optimisation too: the full path answers, and reports
-            text = None
-        if text is None:
-            for remove in installed:
-                remove()  # the full path installs its own
-    if text is not None:
+        for remove in installed:
+            remove()  # the full path installs its own
+    else:
         try:
             _out(text)
             _flush()
